@@ -1,0 +1,236 @@
+"""The Kaldi-style shell helpers under utils/: behaviour on good and bad data dirs."""
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+UTILS = Path(__file__).resolve().parent.parent / "utils"
+ENV = {**os.environ, "LC_ALL": "C"}
+
+
+def run(*args, cwd=None):
+    return subprocess.run([str(a) for a in args], capture_output=True, text=True, cwd=cwd, env=ENV)
+
+
+def write(path: Path, lines):
+    path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+
+
+@pytest.fixture
+def wav(tmp_path):
+    path = tmp_path / "a.wav"
+    subprocess.run(["sox", "-n", "-r", "16000", "-b", "16", str(path), "synth", "0.2", "sine", "440"], check=True)
+    return path
+
+
+@pytest.fixture
+def datadir(tmp_path, wav):
+    """A valid data dir: 3 utterances of 2 speakers, 2 accents, one wav.scp entry a pipe."""
+    d = tmp_path / "data"
+    d.mkdir()
+    write(d / "wav.scp", [f"spkA-001 {wav}", f"spkA-002 {wav}", f"spkB-001 sox {wav} -t wav - |"])
+    write(d / "text", ["spkA-001 你好", "spkA-002 世界", "spkB-001 中国"])
+    write(d / "utt2spk", ["spkA-001 spkA", "spkA-002 spkA", "spkB-001 spkB"])
+    write(d / "spk2utt", ["spkA spkA-001 spkA-002", "spkB spkB-001"])
+    write(d / "utt2accent", ["spkA-001 Mandarin", "spkA-002 Mandarin", "spkB-001 Southwestern"])
+    write(tmp_path / "accents.txt", ["Mandarin", "Southwestern"])
+    return d
+
+
+def validate(d, *opts):
+    return run(UTILS / "validate_data_dir.sh", *opts, d)
+
+
+# ---------------------------------------------------------------- validate_data_dir.sh
+def test_validate_accepts_a_good_dir(datadir):
+    r = validate(datadir, "--accents", datadir.parent / "accents.txt", "--check-audio", "true")
+    assert r.returncode == 0, r.stderr
+    assert "3 utterances, 2 speakers" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "name, lines, expected",
+    [
+        ("text", ["spkA-002 世界", "spkA-001 你好", "spkB-001 中国"], "text line 2: not sorted"),
+        ("text", ["spkA-001 你好", "spkA-002", "spkB-001 中国"], "text line 2: empty transcript for utterance spkA-002"),
+        ("text", ["spkA-001 你好", "spkA-001 你好", "spkB-001 中国"], "text line 2: duplicate key spkA-001"),
+        ("utt2accent", ["spkA-001 Mandarin", "spkB-001 Southwestern"], "utt2accent has no line for utterance spkA-002"),
+        ("text", ["spkA-001 你好", "spkA-002 世界", "spkB-001 中国", "spkC-001 多"], "text line 4: utterance spkC-001 is not in"),
+        ("spk2utt", ["spkA spkA-001", "spkB spkB-001"], "spk2utt line 1 does not agree"),
+        ("utt2spk", ["spkA-001 spkA", "spkA-002 spkA", "spkB-001 spkX"], "does not start with its speaker id spkX"),
+    ],
+)
+def test_validate_names_file_and_line(datadir, name, lines, expected):
+    write(datadir / name, lines)
+    r = validate(datadir)
+    assert r.returncode != 0
+    assert expected in r.stderr
+    assert str(datadir / name) in r.stderr
+    assert "Fix:" in r.stderr
+
+
+def test_validate_missing_file(datadir):
+    (datadir / "utt2accent").unlink()
+    r = validate(datadir)
+    assert r.returncode != 0 and "utt2accent is missing" in r.stderr
+    assert validate(datadir, "--no-accent", "true").returncode == 0
+
+
+def test_validate_unknown_accent(datadir, tmp_path):
+    write(tmp_path / "only_mandarin.txt", ["Mandarin"])
+    r = validate(datadir, "--accents", tmp_path / "only_mandarin.txt")
+    assert r.returncode != 0
+    assert "utt2accent line 3: unknown accent Southwestern" in r.stderr
+
+
+def test_validate_missing_audio(datadir, wav):
+    write(datadir / "wav.scp", [f"spkA-001 {wav}", "spkA-002 /nonexistent/x.wav", f"spkB-001 sox {wav} -t wav - |"])
+    assert validate(datadir).returncode == 0  # audio is only checked on request
+    r = validate(datadir, "--check-audio", "true")
+    assert r.returncode != 0 and "wav.scp line 2: audio file /nonexistent/x.wav" in r.stderr
+    write(datadir / "wav.scp", [f"spkA-001 {wav}", f"spkA-002 {wav}", "spkB-001 sox /nonexistent/y.wav -t wav - |"])
+    r = validate(datadir, "--check-audio", "true")
+    assert r.returncode != 0 and "wav.scp line 3: audio file /nonexistent/y.wav" in r.stderr
+
+
+def test_validate_feats_when_required(datadir):
+    assert validate(datadir, "--no-feats", "false").returncode != 0
+    write(datadir / "feats.scp", ["spkA-001 f.ark:10", "spkA-002 f.ark:20"])
+    r = validate(datadir)  # present feats.scp is checked even when not required
+    assert r.returncode != 0 and "feats.scp has no line for utterance spkB-001" in r.stderr
+
+
+# ---------------------------------------------------------------- parse_options.sh
+@pytest.fixture
+def script(tmp_path):
+    path = tmp_path / "demo.sh"
+    path.write_text(
+        "#!/usr/bin/env bash\n"
+        "stage=0\nstop_stage=100\nuse_gpu=false\nnj=4\n"
+        'help_message="Usage: demo.sh [options] <dir>"\n'
+        f". {UTILS}/parse_options.sh || exit 1\n"
+        'echo "stage=$stage stop_stage=$stop_stage use_gpu=$use_gpu nj=$nj args=$*"\n'
+    )
+    path.chmod(0o755)
+    return path
+
+
+def test_parse_options_sets_variables(script):
+    r = run(script, "--stop-stage", "3", "--use-gpu", "true", "--nj=2", "pos1", "--not-an-option")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "stage=0 stop_stage=3 use_gpu=true nj=2 args=pos1 --not-an-option"
+
+
+def test_parse_options_config_file(script, tmp_path):
+    (tmp_path / "c.conf").write_text("nj=16\nstage=2\n")
+    r = run(script, "--config", tmp_path / "c.conf", "--stage", "5")
+    assert r.stdout.strip() == "stage=5 stop_stage=100 use_gpu=false nj=16 args="
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--bogus", "1"], "unknown option --bogus"),
+        (["--use-gpu", "yes"], "option --use-gpu takes true or false, not 'yes'"),
+        (["--nj"], "option --nj needs a value"),
+        (["--config", "/nonexistent.conf"], "config file '/nonexistent.conf' does not exist"),
+    ],
+)
+def test_parse_options_errors(script, args, message):
+    r = run(script, *args)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert r.stdout == ""  # the script did not go on
+
+
+def test_parse_options_help(script):
+    r = run(script, "--help")
+    assert r.returncode == 0
+    assert "Usage: demo.sh" in r.stdout
+    for line in ["--stage", "--stop-stage", "--use-gpu", "--nj"]:
+        assert line in r.stdout
+    assert "--help-message" not in r.stdout
+    assert "stage=" not in r.stdout  # the script body did not run
+
+
+# ---------------------------------------------------------------- fix / subset / combine
+def test_fix_data_dir_drops_and_reports(datadir):
+    write(datadir / "text", ["spkB-001 中国", "spkA-001 你好", "spkA-002", "spkC-001 多"])
+    write(datadir / "utt2accent", ["spkA-001 Mandarin", "spkB-001 Southwestern", "spkA-002 Mandarin"])
+    r = run(UTILS / "fix_data_dir.sh", datadir)
+    assert r.returncode == 0, r.stderr
+    assert "kept 2 of 4 utterances; dropped 2" in r.stdout
+    assert "1 missing from wav.scp" in r.stdout and "empty transcript" in r.stdout
+    assert (datadir / "text").read_text().splitlines() == ["spkA-001 你好", "spkB-001 中国"]
+    assert (datadir / "spk2utt").read_text().splitlines() == ["spkA spkA-001", "spkB spkB-001"]
+    assert "spkC-001 多" in (datadir / ".backup" / "text").read_text()  # nothing is lost
+    assert validate(datadir).returncode == 0
+
+
+def test_utt2spk_spk2utt_round_trip(datadir):
+    r = run(UTILS / "utt2spk_to_spk2utt.pl", datadir / "utt2spk")
+    assert r.stdout == (datadir / "spk2utt").read_text()
+    back = subprocess.run([str(UTILS / "spk2utt_to_utt2spk.pl")], input=r.stdout, capture_output=True, text=True)
+    assert back.stdout == (datadir / "utt2spk").read_text()
+
+
+def test_subset_modes(datadir, tmp_path):
+    r = run(UTILS / "subset_data_dir.sh", datadir, 2, tmp_path / "s")
+    assert r.returncode == 0, r.stderr
+    assert len((tmp_path / "s" / "utt2spk").read_text().splitlines()) == 2
+    assert validate(tmp_path / "s").returncode == 0
+    write(tmp_path / "spk.list", ["spkB"])
+    run(UTILS / "subset_data_dir.sh", "--spk-list", tmp_path / "spk.list", datadir, tmp_path / "b")
+    assert (tmp_path / "b" / "text").read_text() == "spkB-001 中国\n"
+    run(UTILS / "subset_data_dir.sh", "--first", 1, datadir, tmp_path / "f")
+    assert (tmp_path / "f" / "utt2accent").read_text() == "spkA-001 Mandarin\n"
+    r = run(UTILS / "subset_data_dir.sh", datadir, 9, tmp_path / "too_many")
+    assert r.returncode != 0 and "has only 3" in r.stderr
+
+
+def test_combine_data(datadir, tmp_path):
+    write(tmp_path / "a.list", ["spkA-001", "spkB-001"])
+    write(tmp_path / "b.list", ["spkA-002"])
+    run(UTILS / "subset_data_dir.sh", "--utt-list", tmp_path / "a.list", datadir, tmp_path / "a")
+    run(UTILS / "subset_data_dir.sh", "--utt-list", tmp_path / "b.list", datadir, tmp_path / "b")
+    r = run(UTILS / "combine_data.sh", tmp_path / "c", tmp_path / "a", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    for name in ["wav.scp", "text", "utt2spk", "spk2utt", "utt2accent"]:
+        assert (tmp_path / "c" / name).read_text() == (datadir / name).read_text()
+    r = run(UTILS / "combine_data.sh", tmp_path / "dup", datadir, tmp_path / "a")
+    assert r.returncode != 0 and "utterance spkA-001" in r.stderr and "unique" in r.stderr
+
+
+# ---------------------------------------------------------------- run.pl
+def test_run_pl_parallel_jobs_and_logs(tmp_path):
+    r = run(UTILS / "run.pl", "--max-jobs-run", 2, "JOB=1:4", tmp_path / "log/x.JOB.log", "echo", "job", "JOB")
+    assert r.returncode == 0, r.stderr
+    for i in range(1, 5):
+        log = (tmp_path / f"log/x.{i}.log").read_text()
+        assert f"\njob {i}\n" in log and "# Ended (code 0)" in log
+
+
+def test_run_pl_fails_loudly(tmp_path):
+    r = run(UTILS / "run.pl", "JOB=1:3", tmp_path / "x.JOB.log", "test JOB -ne 2 || { echo boom JOB; exit 3; }")
+    assert r.returncode == 1
+    assert "1 / 3 failed" in r.stderr and "boom 2" in r.stderr
+    assert "# Ended (code 3)" in (tmp_path / "x.2.log").read_text()
+    assert "# Ended (code 0)" in (tmp_path / "x.3.log").read_text()
+
+
+def test_run_pl_pipeline_and_bad_log_name(tmp_path):
+    r = run(UTILS / "run.pl", "JOB=1:2", tmp_path / "p.JOB.log", "echo", "hello world", "|", "tr", "a-z", "A-Z")
+    assert r.returncode == 0
+    assert "HELLO WORLD" in (tmp_path / "p.2.log").read_text()
+    r = run(UTILS / "run.pl", "JOB=1:2", tmp_path / "same.log", "true")
+    assert r.returncode != 0 and "must contain 'JOB'" in r.stderr
+
+
+# ---------------------------------------------------------------- tools/install.sh
+def test_install_is_idempotent_and_checks_options():
+    install = UTILS.parent / "tools" / "install.sh"
+    r = run(install)  # the suite runs inside a complete venv: a second install only checks
+    assert r.returncode == 0 and "is complete" in r.stdout
+    r = run(install, "--bogus")
+    assert r.returncode == 2 and "unknown option '--bogus'" in r.stderr

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Sets up everything hdmole needs on a fresh machine:
+#   1. the Debian packages the default recipe uses to make speech (espeak-ng, sox);
+#   2. tools/venv: a Python >= 3.11 virtual environment with every package pinned in
+#      tools/requirements.txt, plus espnet (see below) and the hdmole package in editable mode.
+# Idempotent: once a venv is complete (its stamp matches the pins), a second run only checks and exits.
+#
+# Usage: tools/install.sh [--force]     (--force reinstalls the Python packages)
+# Env:   PYTHON=/path/to/python3.11     (the interpreter the venv is made from; default: python3.11 or python3)
+set -euo pipefail
+
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+venv=$top/tools/venv
+requirements=$top/tools/requirements.txt
+log=$top/tools/install.log
+stamp=$venv/.hdmole-installed
+
+# espnet 202511 pins setuptools<74, which conflicts with the torch==2.13.0 stack, and espnet 202609+
+# needs Python >= 3.12. We install espnet 202511 with --no-deps: the only modules we import
+# (espnet2.asr.encoder.conformer_encoder and what it imports) need nothing beyond torch, numpy and
+# typeguard, all pinned in tools/requirements.txt. We never import espnet's DefaultFrontend (it needs
+# torchaudio, broken with torch 2.13 here); features come from kaldi-native-fbank instead.
+espnet_version=202511
+
+force=false
+case "${1:-}" in
+  --force) force=true ;;
+  "") ;;
+  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  *) echo "$0: unknown option '$1' (try --help)" >&2; exit 2 ;;
+esac
+
+die() { echo "tools/install.sh: ERROR: $*" >&2; exit 1; }
+
+# ---- 1. Debian packages -----------------------------------------------------------------------
+missing=()
+command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+command -v sox >/dev/null 2>&1 || missing+=(sox)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "tools/install.sh: installing Debian packages: ${missing[*]}"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"; } >>"$log" 2>&1 \
+      || die "apt-get could not install ${missing[*]} (details in $log)"
+  else
+    die "missing Debian packages: ${missing[*]}. Install them with: sudo apt-get install ${missing[*]}"
+  fi
+fi
+
+# ---- 2. Python virtual environment -------------------------------------------------------------
+want=$(cat "$requirements" "$top/pyproject.toml" | sha1sum | cut -d' ' -f1)-espnet$espnet_version
+if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+  echo "tools/install.sh: $venv is complete (delete it or pass --force to reinstall)"
+  exit 0
+fi
+
+if [ ! -x "$venv/bin/python" ]; then
+  python=${PYTHON:-$(command -v python3.11 || command -v python3 || true)}
+  [ -n "$python" ] || die "no python3 found; install Python >= 3.11 or set PYTHON=/path/to/python3.11"
+  "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+    || die "$python is $("$python" -V 2>&1); hdmole needs Python >= 3.11 (set PYTHON=/path/to/python3.11)"
+  echo "tools/install.sh: creating $venv with $("$python" -V 2>&1)"
+  "$python" -m venv "$venv" || die "could not create the venv (on Debian: apt-get install python3-venv)"
+fi
+pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
+
+# Names the package that failed, from pip's own messages, so the user knows what to look at.
+pip_failed() {
+  local what
+  what=$(grep -hoE "(No matching distribution found for|Could not find a version that satisfies the requirement|Failed building wheel for|Failed to build) [^ ]+" "$log" | tail -1)
+  die "pip failed while installing ${1}${what:+: $what} (full log: $log)"
+}
+
+echo "tools/install.sh: installing pinned Python packages (log: $log)"
+: >"$log"
+pip install --upgrade pip >>"$log" 2>&1 || pip_failed pip
+pip install -r "$requirements" >>"$log" 2>&1 || pip_failed "tools/requirements.txt"
+pip install --no-deps "espnet==$espnet_version" >>"$log" 2>&1 || pip_failed "espnet==$espnet_version"
+pip install --no-deps --no-build-isolation -e "$top" >>"$log" 2>&1 || pip_failed "hdmole (editable)"
+
+# A last check that what the recipes import really imports.
+"$venv/bin/python" - >>"$log" 2>&1 <<'EOF' || die "the installed packages do not import (see the end of $log)"
+import torch, transformers, kaldi_native_fbank, kaldiio, sentencepiece, jiwer, yaml, tqdm, matplotlib, pypinyin
+from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
+import hdmole
+assert torch.__version__.startswith("2.13.0"), torch.__version__
+EOF
+echo "$want" >"$stamp"
+echo "tools/install.sh: done ($venv)"

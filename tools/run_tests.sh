@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command of README.md (and of .ci/run): installs if needed, then runs the pytest suite.
+# Extra arguments go to pytest, e.g. tools/run_tests.sh -k utils -x
+set -euo pipefail
+top=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+"$top/tools/install.sh"
+cd "$top"
+# shellcheck disable=SC1091
+. ./path.sh
+exec python -m pytest tests "$@"
