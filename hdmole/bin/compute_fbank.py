@@ -1,0 +1,180 @@
+"""Extract 80-dim Kaldi-compatible log-mel fbank features for a data dir (kaldi-native-fbank + kaldiio).
+
+    python -m hdmole.bin.compute_fbank [--nj N] [--sample-rate 16000] [--num-mel-bins 80] <data_dir> <feat_dir>
+
+Writes `<feat_dir>/feats.{1..N}.ark/.scp` (one pair per job), then `<data_dir>/feats.scp` (absolute ark
+paths, as Kaldi's make_fbank.sh writes them) and `<data_dir>/utt2num_frames`; logs to
+`<feat_dir>/log/compute_fbank.log`. wav.scp entries may be paths or Kaldi pipe commands ending in `|`.
+
+All-or-nothing: everything is written under temporary names and renamed only after every utterance
+succeeded; on any failure the temporaries are removed and earlier outputs (a complete feats.scp) are left
+as they were. A data dir whose feats.scp already covers every utterance is skipped unless --force.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import multiprocessing
+import sys
+import time
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+from tqdm import tqdm
+
+from hdmole.data.audio import read_wav
+from hdmole.data.datadir import DataDir
+from hdmole.data.errors import DataError
+from hdmole.data.fbank import FbankConfig, compute_fbank
+from hdmole.data.table import read_kaldi_table
+
+log = logging.getLogger("hdmole.compute_fbank")
+SOURCE_STAMP = "source_data_dir"
+
+
+def _extract(task: tuple[str, str, str, FbankConfig]) -> tuple[str, np.ndarray]:
+    """Worker: one utterance -> (utt_id, feats). `where` is `wav.scp:line`, named in every error."""
+    utt, entry, where, config = task
+    try:
+        samples, _ = read_wav(entry, expected_sample_rate=config.sample_rate)
+        return utt, compute_fbank(samples, config)
+    except DataError as error:
+        raise DataError(f"{where}: utterance {utt!r}: {error}") from None
+
+
+def features_complete(data_dir: Path) -> bool:
+    """feats.scp + utt2num_frames cover exactly the utterances of wav.scp and every ark they name exists."""
+    try:
+        data = DataDir.load(data_dir, require_feats=True)
+    except DataError:
+        return False
+    arks = {value.rsplit(":", 1)[0] for value in data.feats_scp.entries.values()}
+    return all(Path(ark).is_file() for ark in arks)
+
+
+def split_contiguous(items: list, parts: int) -> list[list]:
+    """Kaldi split_data style: `parts` contiguous chunks whose sizes differ by at most one."""
+    size, extra = divmod(len(items), parts)
+    chunks, start = [], 0
+    for index in range(parts):
+        end = start + size + (1 if index < extra else 0)
+        chunks.append(items[start:end])
+        start = end
+    return chunks
+
+
+def claim_feat_dir(feat_dir: Path, data_dir: Path) -> None:
+    """One feat dir per data dir: feats.N.ark names would otherwise collide between data sets."""
+    stamp = feat_dir / SOURCE_STAMP
+    if stamp.is_file() and stamp.read_text(encoding="utf-8").strip() != str(data_dir):
+        raise DataError(
+            f"{feat_dir}: already holds the features of {stamp.read_text(encoding='utf-8').strip()}; "
+            f"use one feat dir per data set (e.g. dump/fbank/{data_dir.name})"
+        )
+
+
+def extract_all(data: DataDir, feat_dir: Path, config: FbankConfig, num_jobs: int) -> dict[str, list[Path]]:
+    """Write every output under a `.tmp` name; return {"temp": [...], "final": [...]} pairs to rename."""
+    utts = data.utt_ids
+    num_jobs = max(1, min(num_jobs, len(utts)))
+    chunks = split_contiguous(utts, num_jobs)
+    job_of = {utt: job for job, chunk in enumerate(chunks, start=1) for utt in chunk}
+    final = [feat_dir / f"feats.{job}.ark" for job in range(1, num_jobs + 1)]
+    final += [feat_dir / f"feats.{job}.scp" for job in range(1, num_jobs + 1)]
+    final += [data.path / "utt2num_frames", data.path / "feats.scp"]  # feats.scp last: it marks completion
+    temps = [path.with_name(path.name + ".tmp") for path in final]
+    renames = {"temp": temps, "final": final}
+    tasks = [(utt, data.wav_scp[utt], data.wav_scp.where(utt), config) for utt in utts]
+    arks = {job: open(temps[job - 1], "wb") for job in range(1, num_jobs + 1)}
+    scp_lines: dict[int, list[str]] = {job: [] for job in arks}
+    frames: dict[str, int] = {}
+    try:
+        if num_jobs == 1:
+            results = map(_extract, tasks)
+            pool = None
+        else:
+            # spawn, not fork: the parent may hold threads (tqdm, torch in tests) that fork would copy mid-state.
+            pool = multiprocessing.get_context("spawn").Pool(num_jobs)
+            results = pool.imap(_extract, tasks, chunksize=4)
+        try:
+            for utt, feats in tqdm(results, total=len(tasks), desc="fbank", unit="utt", file=sys.stderr):
+                job = job_of[utt]
+                ark = arks[job]
+                # Kaldi scp offsets point just past "<utt> " at the binary-matrix marker.
+                offset = ark.tell() + len(utt.encode("utf-8")) + 1
+                kaldiio.save_ark(ark, {utt: feats})
+                scp_lines[job].append(f"{utt} {final[job - 1]}:{offset}\n")
+                frames[utt] = feats.shape[0]
+        finally:
+            if pool is not None:
+                pool.terminate()
+                pool.join()
+    finally:
+        for ark in arks.values():
+            ark.close()
+    for job, lines in scp_lines.items():
+        temps[num_jobs + job - 1].write_text("".join(lines), encoding="utf-8")
+    temps[-2].write_text("".join(f"{utt} {frames[utt]}\n" for utt in utts), encoding="utf-8")
+    temps[-1].write_text("".join(line for job in sorted(scp_lines) for line in scp_lines[job]), encoding="utf-8")
+    log.info("extracted %d utterances, %d frames", len(frames), sum(frames.values()))
+    return renames
+
+
+def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, force: bool) -> None:
+    data = DataDir.load(data_dir, ignore_feats=True)
+    if not force and features_complete(data_dir):
+        log.info("%s/feats.scp already covers all %d utterances; skipping (use --force to recompute)", data_dir, len(data))
+        return
+    claim_feat_dir(feat_dir, data_dir)
+    start = time.time()
+    renames = None
+    try:
+        renames = extract_all(data, feat_dir, config, num_jobs)
+    except BaseException:
+        for path in list(feat_dir.glob("feats.*.tmp")) + [data_dir / "feats.scp.tmp", data_dir / "utt2num_frames.tmp"]:
+            path.unlink(missing_ok=True)
+        raise
+    for temp, final in zip(renames["temp"], renames["final"]):
+        temp.replace(final)
+    (feat_dir / SOURCE_STAMP).write_text(f"{data_dir}\n", encoding="utf-8")
+    (feat_dir / "fbank_config.json").write_text(json.dumps(config.as_dict(), indent=1) + "\n", encoding="utf-8")
+    # Re-read what we wrote: catches a broken scp before any later stage trusts it.
+    read_kaldi_table(data_dir / "feats.scp")
+    log.info("wrote %s/feats.scp and utt2num_frames in %.1f s", data_dir, time.time() - start)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs (and of ark files)")
+    parser.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate; other rates are an error")
+    parser.add_argument("--num-mel-bins", type=int, default=80)
+    parser.add_argument("--dither", type=float, default=0.0, help="Kaldi dither (0 = reproducible features)")
+    parser.add_argument("--force", action="store_true", help="recompute even if feats.scp is complete")
+    parser.add_argument("data_dir", type=Path)
+    parser.add_argument("feat_dir", type=Path)
+    args = parser.parse_args(argv)
+    if args.nj < 1:
+        parser.error("--nj must be at least 1")
+    data_dir, feat_dir = args.data_dir.resolve(), args.feat_dir.resolve()
+    (feat_dir / "log").mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(message)s",
+        handlers=[logging.FileHandler(feat_dir / "log" / "compute_fbank.log"), logging.StreamHandler()],
+        force=True,
+    )
+    log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
+    config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither)
+    try:
+        run(data_dir, feat_dir, config, args.nj, args.force)
+    except DataError as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""Train a sentencepiece tokenizer (character-level by default) on normalised training text.
+
+    python -m hdmole.bin.train_tokenizer [--model-type char] [--vocab-size N] <text files or data dirs>... <out_prefix>
+
+A data dir contributes its Kaldi `text` file (utterance ids dropped); any other path is plain text, one
+sentence per line. Every line is normalised with hdmole.text.normalize_text (unless --no-normalize).
+Writes `<out_prefix>.model` and `<out_prefix>.vocab` with ids pad=0, unk=1, bos=2, eos=3.
+
+Settings chosen so that Chinese round-trips: character_coverage=1.0 (every character of the training text
+gets a piece), sentencepiece's own normalisation off (identity rule, no dummy prefix, whitespace kept).
+For --model-type char, --vocab-size is an upper bound (0 = exactly the characters seen + 4 specials).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import sentencepiece as spm
+
+from hdmole.data.errors import DataError
+from hdmole.data.table import read_kaldi_table
+from hdmole.text.normalize import normalize_text
+
+log = logging.getLogger("hdmole.train_tokenizer")
+NUM_SPECIAL = 4  # pad, unk, bos, eos
+
+
+def read_sentences(sources: list[Path], normalize: bool) -> list[str]:
+    sentences = []
+    for source in sources:
+        if source.is_dir():
+            lines = read_kaldi_table(source / "text", require_sorted=False, value_name="transcript").entries.values()
+        elif source.is_file():
+            lines = source.read_text(encoding="utf-8").splitlines()
+        else:
+            raise DataError(f"{source}: no such text file or data dir")
+        for line in lines:
+            line = normalize_text(line) if normalize else line.strip()
+            if line:
+                sentences.append(line)
+    if not sentences:
+        raise DataError(f"no text in {', '.join(map(str, sources))}; give a data dir or a non-empty text file")
+    return sentences
+
+
+def train_tokenizer(sources: list[Path], out_prefix: Path, model_type: str = "char", vocab_size: int = 0, normalize: bool = True) -> Path:
+    """Train and write `<out_prefix>.model/.vocab`; return the .model path."""
+    sentences = read_sentences(sources, normalize)
+    num_chars = len(set("".join(sentences)))
+    if vocab_size <= 0:
+        if model_type != "char":
+            raise ValueError("--vocab-size is required for model types other than char")
+        vocab_size = num_chars + NUM_SPECIAL
+    if model_type == "char" and vocab_size < num_chars + NUM_SPECIAL:
+        raise ValueError(
+            f"--vocab-size {vocab_size} is too small: the text has {num_chars} distinct characters and a char model "
+            f"covers them all (plus {NUM_SPECIAL} special ids); use at least {num_chars + NUM_SPECIAL} or 0"
+        )
+    out_prefix.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        corpus = Path(tmp) / "corpus.txt"
+        corpus.write_text("".join(f"{s}\n" for s in sentences), encoding="utf-8")
+        # Train under a temporary prefix and rename: a failed run leaves no half-written model.
+        temp_prefix = Path(tmp) / "model"
+        spm.SentencePieceTrainer.train(
+            input=str(corpus),
+            model_prefix=str(temp_prefix),
+            model_type=model_type,
+            vocab_size=vocab_size,
+            character_coverage=1.0,
+            normalization_rule_name="identity",
+            add_dummy_prefix=False,
+            remove_extra_whitespaces=False,
+            pad_id=0,
+            unk_id=1,
+            bos_id=2,
+            eos_id=3,
+            hard_vocab_limit=model_type != "char",
+            input_sentence_size=0,
+            num_threads=1,
+            minloglevel=2,
+        )
+        for suffix in (".vocab", ".model"):
+            Path(str(temp_prefix) + suffix).replace(Path(str(out_prefix) + suffix))
+    log.info("trained a %s model: %d sentences, %d distinct characters, vocab %d -> %s.model", model_type, len(sentences), num_chars, vocab_size, out_prefix)
+    return Path(str(out_prefix) + ".model")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-type", default="char", choices=["char", "bpe", "unigram", "word"])
+    parser.add_argument("--vocab-size", type=int, default=0, help="vocabulary size (char: upper bound; 0 = all characters)")
+    parser.add_argument("--no-normalize", dest="normalize", action="store_false", help="train on the text as written")
+    parser.add_argument("inputs", nargs="+", type=Path, help="text files and/or data dirs")
+    parser.add_argument("out_prefix", type=Path)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    try:
+        train_tokenizer(args.inputs, args.out_prefix, args.model_type, args.vocab_size, args.normalize)
+    except (DataError, ValueError) as error:
+        log.error("%s", error)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

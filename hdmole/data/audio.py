@@ -1,0 +1,82 @@
+"""Reading the audio a wav.scp entry points at: a WAV path, or a Kaldi pipe command ending in `|`.
+
+We use the standard library's `wave` module (soundfile is not part of the environment). It reads
+16-bit PCM, which is what Kaldi-style corpora (AISHELL-1, KeSpeech, sox output) use; anything else
+gets a clear error and a sox command to convert it.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import wave
+from pathlib import Path
+
+import numpy as np
+
+from hdmole.data.errors import DataError
+
+CONVERT_FIX = "convert it to 16-bit mono PCM WAV, e.g. `sox in.wav -r {rate} -c 1 -b 16 -e signed-integer out.wav`"
+
+
+def is_pipe(entry: str) -> bool:
+    """A Kaldi wav.scp value `cmd args |`: run cmd, read WAV bytes from its stdout."""
+    return entry.rstrip().endswith("|")
+
+
+def _read_pipe(command: str) -> bytes:
+    # shell=True because Kaldi pipe entries are shell command lines (pipes, redirections) by definition.
+    result = subprocess.run(command, shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, check=False)
+    if result.returncode != 0:
+        message = result.stderr.decode("utf-8", "replace").strip().splitlines()
+        raise DataError(
+            f"pipe command {command!r} failed with exit status {result.returncode}"
+            f"{': ' + message[-1] if message else ''}; check the command and the files it reads"
+        )
+    if not result.stdout:
+        raise DataError(f"pipe command {command!r} wrote nothing on stdout; it must write a WAV file (e.g. `sox ... -t wav - |`)")
+    return result.stdout
+
+
+def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    """Read 16-bit PCM mono audio; return (float32 samples scaled to [-1, 1), sample rate).
+
+    `path_or_cmd` is a file path or a Kaldi pipe command ending in `|` (run through the shell, its stdout
+    read as WAV). Raises DataError for a missing file, a failing command, a corrupt or truncated file, a
+    format other than 16-bit PCM, more than one channel, or a sample rate other than `expected_sample_rate`.
+    """
+    entry = str(path_or_cmd).strip()
+    from_pipe = is_pipe(entry)
+    if from_pipe:
+        source = _read_pipe(entry.rstrip()[:-1].strip())
+        handle: io.BytesIO | str = io.BytesIO(source)
+    else:
+        if not Path(entry).is_file():
+            raise DataError(f"audio file {entry!r} not found; fix the path in wav.scp or restore the file")
+        handle = entry
+    try:
+        with wave.open(handle, "rb") as reader:
+            channels, width, rate, frames = reader.getnchannels(), reader.getsampwidth(), reader.getframerate(), reader.getnframes()
+            data = reader.readframes(frames)
+    except wave.Error as error:
+        # wave raises e.g. "unknown format: 3" for float WAV and "file does not start with RIFF id" for junk.
+        raise DataError(f"audio {entry!r} is not a readable 16-bit PCM WAV ({error}); {CONVERT_FIX.format(rate=expected_sample_rate or 16000)}") from None
+    except (EOFError, OSError) as error:
+        raise DataError(f"audio {entry!r} is corrupt or truncated ({error or type(error).__name__}); re-create or re-download it") from None
+    if width != 2:
+        raise DataError(f"audio {entry!r} has {8 * width}-bit samples, not 16-bit PCM; {CONVERT_FIX.format(rate=expected_sample_rate or rate)}")
+    if channels != 1:
+        raise DataError(f"audio {entry!r} has {channels} channels, expected mono; {CONVERT_FIX.format(rate=expected_sample_rate or rate)}")
+    if expected_sample_rate is not None and rate != expected_sample_rate:
+        raise DataError(
+            f"audio {entry!r} has sample rate {rate} Hz, expected {expected_sample_rate} Hz; resample it "
+            f"(e.g. a wav.scp pipe `sox {entry} -r {expected_sample_rate} -t wav - |`) or pass the matching --sample-rate"
+        )
+    # A pipe writer that does not know the length (streaming sox) puts a placeholder in the header, so only
+    # a file's header can be trusted to say how many bytes there must be.
+    if not from_pipe and len(data) < frames * width:
+        raise DataError(f"audio {entry!r} is truncated: header says {frames} samples, file holds {len(data) // width}; re-create it")
+    if len(data) % width:
+        data = data[: len(data) - len(data) % width]
+    samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+    return samples, rate

@@ -1,0 +1,114 @@
+"""The ASR dataset over a Kaldi data dir with features, and `build_dataloader` for the trainers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hdmole.data.accents import AccentList
+from hdmole.data.batching import ASRCollate, BucketBatchSampler
+from hdmole.data.cmvn import GlobalCMVN
+from hdmole.data.datadir import DataDir
+from hdmole.data.errors import DataError
+from hdmole.data.specaug import SpecAugment
+from hdmole.text.normalize import normalize_text
+
+
+class ASRDataset(Dataset):
+    """Items `{"utt_id", "feats": float32 [T, F], "text": str, "accent": int}` in LC_ALL=C utterance order.
+
+    Transcripts are normalised with hdmole.text.normalize_text (unless `normalize=False`); one that is
+    empty after normalisation is a DataError naming its line. `cmvn` (GlobalCMVN) is applied to features.
+    """
+
+    def __init__(self, data_dir: str | Path, accents: AccentList | str | Path, *, cmvn: GlobalCMVN | None = None, normalize: bool = True):
+        self.data = DataDir.load(data_dir, accents, require_feats=True)
+        self.accents = self.data.accents
+        self.cmvn = cmvn
+        self.utt_ids = self.data.utt_ids
+        self.num_frames = [self.data.utt2num_frames[utt] for utt in self.utt_ids]
+        self.accent_ids = [self.data.accent_index(utt) for utt in self.utt_ids]
+        self.texts = []
+        for utt in self.utt_ids:
+            text = normalize_text(self.data.text[utt]) if normalize else self.data.text[utt]
+            if not text:
+                raise DataError(
+                    f"{self.data.text.where(utt)}: transcript of {utt!r} is empty after normalisation "
+                    f"({self.data.text[utt]!r}); fix the transcript or remove the utterance"
+                )
+            self.texts.append(text)
+        self._reader = None  # opened lazily, in the process that reads (DataLoader workers)
+
+    def __len__(self) -> int:
+        return len(self.utt_ids)
+
+    def read_feats(self, index: int) -> np.ndarray:
+        utt = self.utt_ids[index]
+        if self._reader is None:
+            self._reader = kaldiio.load_scp(str(self.data.feats_scp.path))
+        try:
+            feats = np.asarray(self._reader[utt], dtype=np.float32)
+        except (OSError, ValueError) as error:
+            raise DataError(f"{self.data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({error}); re-run compute_fbank --force") from None
+        if feats.ndim != 2 or feats.shape[0] != self.num_frames[index]:
+            raise DataError(
+                f"{self.data.feats_scp.where(utt)}: features of {utt!r} have shape {feats.shape} but utt2num_frames says "
+                f"{self.num_frames[index]} frames; re-run compute_fbank --force"
+            )
+        return feats
+
+    def __getitem__(self, index: int) -> dict:
+        feats = self.read_feats(index)
+        if self.cmvn is not None:
+            feats = self.cmvn.apply(feats)
+        return {"utt_id": self.utt_ids[index], "feats": feats, "text": self.texts[index], "accent": self.accent_ids[index]}
+
+
+def build_dataloader(
+    data_dir: str | Path,
+    accents: AccentList | str | Path,
+    *,
+    max_frames: int,
+    shuffle: bool,
+    seed: int,
+    tokenizer=None,
+    cmvn: GlobalCMVN | str | Path | None = None,
+    specaug: SpecAugment | dict | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    num_workers: int = 0,
+    max_batch_size: int | None = None,
+    drop_last: bool = False,
+    normalize: bool = True,
+) -> DataLoader:
+    """A DataLoader of padded batches (see ASRCollate) from length buckets (see BucketBatchSampler).
+
+    `tokenizer` is a Tokenizer or a build_tokenizer config dict; `cmvn` a GlobalCMVN or its JSON path;
+    `specaug` a SpecAugment or its option dict (training only: pass None for dev/test). Call
+    `loader.batch_sampler.set_epoch(epoch)` before each epoch.
+    """
+    if isinstance(tokenizer, dict):
+        from hdmole.text.tokenizer import build_tokenizer
+
+        tokenizer = build_tokenizer(tokenizer)
+    if cmvn is not None and not isinstance(cmvn, GlobalCMVN):
+        cmvn = GlobalCMVN.load(cmvn)
+    if isinstance(specaug, dict):
+        specaug = SpecAugment.from_config(specaug)
+    dataset = ASRDataset(data_dir, accents, cmvn=cmvn, normalize=normalize)
+    sampler = BucketBatchSampler(
+        dataset.num_frames, max_frames, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
+        max_batch_size=max_batch_size, drop_last=drop_last,
+    )
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=ASRCollate(tokenizer, specaug),
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        generator=torch.Generator().manual_seed(seed),  # seeds the workers' torch RNG (SpecAugment) reproducibly
+    )

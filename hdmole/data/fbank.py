@@ -1,0 +1,57 @@
+"""Kaldi-compatible log-mel filterbank features (kaldi-native-fbank), shared by compute_fbank and on-the-fly use."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import kaldi_native_fbank as knf
+import numpy as np
+
+from hdmole.data.errors import DataError
+
+
+@dataclass(frozen=True)
+class FbankConfig:
+    """Kaldi `compute-fbank-feats` options. dither defaults to 0 (Kaldi: 1) so features are reproducible."""
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 80
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+    dither: float = 0.0
+    low_freq: float = 20.0
+    high_freq: float = 0.0  # <= 0 means Nyquist + high_freq, as in Kaldi
+    snip_edges: bool = True
+
+    def to_options(self) -> knf.FbankOptions:
+        options = knf.FbankOptions()
+        options.frame_opts.samp_freq = float(self.sample_rate)
+        options.frame_opts.frame_length_ms = self.frame_length_ms
+        options.frame_opts.frame_shift_ms = self.frame_shift_ms
+        options.frame_opts.dither = self.dither
+        options.frame_opts.snip_edges = self.snip_edges
+        options.mel_opts.num_bins = self.num_mel_bins
+        options.mel_opts.low_freq = self.low_freq
+        options.mel_opts.high_freq = self.high_freq
+        return options
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def compute_fbank(samples: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
+    """Log-mel fbank [T, num_mel_bins] float32 of mono `samples` in [-1, 1) at `config.sample_rate`.
+
+    Samples are scaled by 32768 first because Kaldi computes features on raw 16-bit sample values; with the
+    same options the output matches Kaldi's compute-fbank-feats. Raises DataError when the audio is shorter
+    than one frame.
+    """
+    extractor = knf.OnlineFbank(config.to_options())
+    extractor.accept_waveform(float(config.sample_rate), np.ascontiguousarray(samples, dtype=np.float32) * 32768.0)
+    extractor.input_finished()
+    num_frames = extractor.num_frames_ready
+    if num_frames == 0:
+        raise DataError(
+            f"audio of {len(samples)} samples is shorter than one {config.frame_length_ms} ms frame; remove the utterance"
+        )
+    return np.stack([extractor.get_frame(index) for index in range(num_frames)]).astype(np.float32, copy=False)

@@ -1,0 +1,99 @@
+"""Reading Kaldi "table" text files (`<key> <value>` per line): wav.scp, text, utt2spk, utt2accent, ...
+
+Kaldi's own tools want these files sorted by key in byte order (LC_ALL=C) with unique keys; a file that is
+not breaks `join`-style merges silently in shell scripts, so we check it here and say how to fix it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hdmole.data.errors import DataError, where
+
+SORT_FIX = "sort it with `LC_ALL=C sort -k1,1 -u` (or run utils/fix_data_dir.sh)"
+
+
+@dataclass
+class KaldiTable:
+    """The entries of one Kaldi table file, in file order, with the line each key came from."""
+
+    path: Path
+    entries: dict[str, str] = field(default_factory=dict)
+    line_numbers: dict[str, int] = field(default_factory=dict)
+
+    def where(self, key: str) -> str:
+        """`path:line` of `key`, for error messages."""
+        return where(self.path, self.line_numbers.get(key))
+
+    def keys(self) -> list[str]:
+        return list(self.entries)
+
+    def __getitem__(self, key: str) -> str:
+        return self.entries[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self.entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+
+def byte_order_key(key: str) -> bytes:
+    """The sort key LC_ALL=C uses: the UTF-8 bytes."""
+    return key.encode("utf-8")
+
+
+def read_kaldi_table(
+    path: str | Path,
+    *,
+    require_sorted: bool = True,
+    allow_empty_value: bool = False,
+    value_name: str = "value",
+) -> KaldiTable:
+    """Read `<key> <value>` lines (value = rest of line, stripped) into a KaldiTable.
+
+    Raises DataError (naming path and line) for a missing file, undecodable bytes, a blank or
+    malformed line, an empty value (unless `allow_empty_value`), a duplicate key, or keys out of
+    LC_ALL=C order (when `require_sorted`).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file not found; create it (see the data preparation stage of the recipe)")
+    table = KaldiTable(path=path)
+    previous_key: str | None = None
+    with open(path, "rb") as handle:
+        for line_number, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as error:
+                raise DataError(
+                    f"{where(path, line_number)}: not valid UTF-8 ({error.reason}); re-encode the file as UTF-8 "
+                    "(e.g. `iconv -f GBK -t UTF-8`)"
+                ) from None
+            if not line.strip() or line[0].isspace():
+                raise DataError(
+                    f"{where(path, line_number)}: malformed line {line!r}: expected `<id> <{value_name}>` with the id "
+                    "at the start of the line; remove blank lines and leading whitespace"
+                )
+            parts = line.split(maxsplit=1)
+            key = parts[0]
+            value = parts[1].strip() if len(parts) > 1 else ""
+            if not value and not allow_empty_value:
+                raise DataError(
+                    f"{where(path, line_number)}: id {key!r} has an empty {value_name}; "
+                    f"give it a {value_name} or remove the utterance from the data dir (utils/fix_data_dir.sh)"
+                )
+            if key in table.entries:
+                raise DataError(
+                    f"{where(path, line_number)}: duplicate id {key!r} (first at line {table.line_numbers[key]}); "
+                    "ids must be unique: remove the duplicate"
+                )
+            if require_sorted and previous_key is not None and byte_order_key(key) < byte_order_key(previous_key):
+                raise DataError(
+                    f"{where(path, line_number)}: not sorted: id {key!r} comes after {previous_key!r}; {SORT_FIX}"
+                )
+            table.entries[key] = value
+            table.line_numbers[key] = line_number
+            previous_key = key
+    return table

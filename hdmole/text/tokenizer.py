@@ -1,0 +1,115 @@
+"""Tokenisers behind one interface: `vocab_size, pad_id, bos_id, eos_id, encode(text), decode(ids)`.
+
+- `{"type": "sentencepiece", "model": "<prefix>.model"}`: a sentencepiece model, character-level for the
+  small from-scratch models (trained by `python -m hdmole.bin.train_tokenizer`, which fixes
+  pad=0, unk=1, bos=2, eos=3).
+- `{"type": "hf", "name_or_path": "<hub id or dir>"}`: the LLM's own tokenizer (`transformers.AutoTokenizer`),
+  loaded offline (`local_files_only=True`). eos comes from the tokenizer; pad = eos and bos = eos where the
+  tokenizer defines none (Qwen2 has no bos token).
+
+`encode` never adds bos/eos: the model decides where they go.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol, Sequence, runtime_checkable
+
+
+@runtime_checkable
+class Tokenizer(Protocol):
+    vocab_size: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+class SentencePieceTokenizer:
+    """A sentencepiece model; special ids come from the model (eos stands in for an undefined pad/bos)."""
+
+    def __init__(self, model: str | Path):
+        import sentencepiece as spm
+
+        model = Path(model)
+        if not model.is_file():
+            raise FileNotFoundError(f"{model}: sentencepiece model not found; train it with `python -m hdmole.bin.train_tokenizer`")
+        self.model_path = model
+        self._sp = spm.SentencePieceProcessor(model_file=str(model))
+        self.vocab_size = int(self._sp.get_piece_size())
+        self.eos_id = int(self._sp.eos_id())
+        if self.eos_id < 0:
+            raise ValueError(f"{model}: the model defines no eos id; retrain it with hdmole.bin.train_tokenizer (eos_id=3)")
+        self.pad_id = int(self._sp.pad_id()) if self._sp.pad_id() >= 0 else self.eos_id
+        self.bos_id = int(self._sp.bos_id()) if self._sp.bos_id() >= 0 else self.eos_id
+        self.unk_id = int(self._sp.unk_id())
+        self._special = {self.pad_id, self.bos_id, self.eos_id}
+
+    def __getstate__(self) -> dict:
+        # The C++ processor does not pickle; DataLoader workers under spawn reload it from the model file.
+        return {"model": str(self.model_path)}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["model"])
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._sp.encode(text, out_type=int))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of `ids`, skipping pad/bos/eos (unknown ids become sentencepiece's ` ⁇ `)."""
+        return self._sp.decode([int(i) for i in ids if int(i) not in self._special])
+
+    def id_to_piece(self, token_id: int) -> str:
+        return self._sp.id_to_piece(int(token_id))
+
+
+class HFTokenizer:
+    """A `transformers` tokenizer (e.g. Qwen2's), loaded without network access."""
+
+    def __init__(self, name_or_path: str | Path):
+        from transformers import AutoTokenizer
+
+        try:
+            self._tok = AutoTokenizer.from_pretrained(str(name_or_path), local_files_only=True)
+        except OSError as error:
+            raise FileNotFoundError(
+                f"tokenizer {name_or_path!r} is not available offline ({error}); download it into the local cache "
+                "or a directory first and point name_or_path at it"
+            ) from None
+        self.name_or_path = str(name_or_path)
+        if self._tok.eos_token_id is None:
+            raise ValueError(f"tokenizer {name_or_path!r} defines no eos token; set one (tokenizer.eos_token) and save it")
+        self.eos_id = int(self._tok.eos_token_id)
+        self.pad_id = int(self._tok.pad_token_id) if self._tok.pad_token_id is not None else self.eos_id
+        self.bos_id = int(self._tok.bos_token_id) if self._tok.bos_token_id is not None else self.eos_id
+        # len() includes added special tokens; the LLM's embedding table may be larger (padded), never smaller.
+        self.vocab_size = len(self._tok)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self._tok.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
+
+
+def build_tokenizer(conf: dict) -> Tokenizer:
+    """Build a tokenizer from `{"type": "sentencepiece", "model": path}` or `{"type": "hf", "name_or_path": ...}`."""
+    allowed = {"sentencepiece": {"type", "model"}, "hf": {"type", "name_or_path"}}
+    kind = conf.get("type")
+    if kind not in allowed:
+        raise ValueError(f"tokenizer config {conf!r}: 'type' must be one of {sorted(allowed)}")
+    unknown = set(conf) - allowed[kind]
+    missing = allowed[kind] - set(conf)
+    if unknown or missing:
+        raise ValueError(
+            f"tokenizer config {conf!r}: "
+            + (f"unknown keys {sorted(unknown)} " if unknown else "")
+            + (f"missing keys {sorted(missing)} " if missing else "")
+            + f"(a {kind!r} tokenizer takes exactly {sorted(allowed[kind])})"
+        )
+    if kind == "sentencepiece":
+        return SentencePieceTokenizer(conf["model"])
+    return HFTokenizer(conf["name_or_path"])
