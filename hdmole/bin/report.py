@@ -1,0 +1,130 @@
+"""Gather every scored system into RESULTS.md (the comparison table) and draw the report's plots.
+
+    python -m hdmole.bin.report --exp-dir exp --systems base full_ft lora hdmole \\
+        --std-set test_std --accent-sets test_Southwestern test_JiangHuai --out RESULTS.md
+
+For each system ``<exp-dir>/<system>/`` is read: ``train_summary.json`` (trainable parameters, the
+size of full fine-tuning of the adapted module, training time), ``decode_<set>/cer.json`` (CER per
+test set, from hdmole.bin.score), ``routing_<set>.json`` (from hdmole.bin.routing_stats) and
+``train_log.jsonl``. PNGs go next to the output file (``--plots-dir`` to change).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shlex
+import sys
+from pathlib import Path
+
+
+def machine_description() -> str:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} cores ({cpu}), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
+
+
+def stage_times_table(path: Path) -> str:
+    """``stage_times.tsv``: ``stage<TAB>name<TAB>seconds`` lines written by the recipe's run.sh."""
+    if not path.is_file():
+        return ""
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    lines = ["| stage | what | wall time |", "|---|---|---|"]
+    total = 0.0
+    for stage, name, seconds in rows:
+        total += float(seconds)
+        lines.append(f"| {stage} | {name} | {float(seconds) / 60:.1f} min |")
+    lines.append(f"| | total | {total / 60:.1f} min |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hdmole.bin.report", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exp-dir", required=True, type=Path)
+    parser.add_argument("--systems", nargs="+", required=True, help="system dirs under --exp-dir, in table order")
+    parser.add_argument("--std-set", required=True, help="the source-domain (standard) test set")
+    parser.add_argument("--accent-sets", nargs="+", required=True, help="the target-domain (accent) test sets")
+    parser.add_argument("--out", required=True, type=Path, help="the markdown file to write (RESULTS.md)")
+    parser.add_argument("--plots-dir", type=Path, help="where the PNGs go (default: next to --out)")
+    parser.add_argument("--routing-set", default=None, help="the set whose routing_<set>.json feeds the heatmaps")
+    parser.add_argument("--stage-times", type=Path, help="stage_times.tsv of the recipe run")
+    parser.add_argument("--title", default="Results")
+    parser.add_argument("--notes", type=Path, help="a markdown file appended under the table")
+    args = parser.parse_args(argv)
+
+    from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
+    from hdmole.report.table import load_row, markdown_table
+
+    missing = [s for s in args.systems if not (args.exp_dir / s).is_dir()]
+    if missing:
+        print(f"hdmole.bin.report: no experiment dir for {', '.join(missing)} under {args.exp_dir}; "
+              "run the training and decoding stages for them first (or leave them out of --systems)", file=sys.stderr)
+        return 1
+    test_sets = [args.std_set, *args.accent_sets]
+    rows = [load_row(args.exp_dir / s, s, test_sets) for s in args.systems]
+    unscored = [f"{r.name}/decode_{t}" for r in rows for t in test_sets if r.cer.get(t) is None]
+    if unscored:
+        print(f"hdmole.bin.report: warning: not scored yet (shown as –): {', '.join(unscored[:6])}"
+              f"{' ...' if len(unscored) > 6 else ''}", file=sys.stderr)
+
+    plots_dir = args.plots_dir or args.out.parent
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    label = lambda s: s.removeprefix("test_")  # noqa: E731
+    accents = [label(s) for s in args.accent_sets] + [label(args.std_set)]
+    figures = []
+    logs = {s: read_jsonl(args.exp_dir / s / "train_log.jsonl") for s in args.systems}
+    if training_curves(logs, plots_dir / "training_curves.png"):
+        figures.append(("Training curves", "training_curves.png"))
+    for s in args.systems:
+        routing_file = args.exp_dir / s / f"routing_{args.routing_set}.json" if args.routing_set else None
+        if routing_file is not None and routing_file.is_file():
+            stats = json.loads(routing_file.read_text())
+            accent_names = stats.pop("_accents", accents)
+            if routing_heatmap(stats, accent_names, plots_dir / f"routing_{s}.png", f"{s}: routing weight per accent"):
+                figures.append((f"{s}: mean routing weight of each expert per accent", f"routing_{s}.png"))
+        if threshold_curves(logs[s], plots_dir / f"thresholds_{s}.png", f"{s}: thresholds and active experts"):
+            figures.append((f"{s}: threshold and active experts per layer over training", f"thresholds_{s}.png"))
+
+    command = " ".join(shlex.quote(a) for a in ["python", "-m", "hdmole.bin.report", *(argv if argv is not None else sys.argv[1:])])
+    parts = [
+        f"# {args.title}\n",
+        f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_description()}.\n",
+        f"Command: `{command}`\n",
+        "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
+        "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
+        "train time is the stage-2 wall time.\n",
+        markdown_table(rows, args.accent_sets, args.std_set, label),
+    ]
+    if args.stage_times:
+        times = stage_times_table(args.stage_times)
+        if times:
+            parts += ["## Wall time per stage\n", times]
+    if args.notes and args.notes.is_file():
+        parts.append(args.notes.read_text(encoding="utf-8"))
+    if figures:
+        parts.append("## Figures\n")
+        rel = os.path.relpath(plots_dir, args.out.parent)
+        for caption, name in figures:
+            parts.append(f"{caption}:\n\n![{caption}]({name if rel == '.' else rel + '/' + name})\n")
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text("\n".join(parts), encoding="utf-8")
+    tmp.replace(args.out)
+    print(f"hdmole.bin.report: wrote {args.out} ({len(rows)} systems, {len(figures)} figures)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

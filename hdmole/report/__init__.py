@@ -1,0 +1,1 @@
+"""The results report: the comparison table and its figures."""

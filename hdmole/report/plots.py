@@ -1,0 +1,89 @@
+"""The report's figures (matplotlib, no display needed):
+
+- ``routing_heatmap.png``: mean routing weight of each expert for each accent, one panel per HDMoLE layer
+  (from ``routing_<set>.json`` written by ``hdmole.bin.routing_stats``);
+- ``thresholds.png``: each layer's threshold and mean number of active experts over training
+  (from the ``routing`` entries of ``train_log.jsonl``);
+- ``training_curves.png``: training loss of every system over steps.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: works on machines without a display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def routing_heatmap(stats: dict, accents: list[str], out: Path, title: str) -> bool:
+    """``stats``: {layer: {"by_domain": {accent: {"mean_weight_per_expert": [...]}}}}."""
+    layers = [name for name, entry in stats.items() if entry.get("by_domain")]
+    if not layers:
+        return False
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 0.5 * len(accents) + 2.2), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        by_domain = stats[layer]["by_domain"]
+        rows = [a for a in accents if a in by_domain]
+        matrix = np.array([by_domain[a]["mean_weight_per_expert"] for a in rows])
+        image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
+        ax.set_yticks(range(len(rows)), rows)
+        ax.set_xticks(range(matrix.shape[1]), [f"e{i}" for i in range(matrix.shape[1])])
+        ax.set_xlabel("expert")
+        ax.set_title(layer, fontsize=9)
+        for (i, j), v in np.ndenumerate(matrix):
+            ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7, color="w" if v < 0.5 else "k")
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="mean routing weight")
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def threshold_curves(train_log: list[dict], out: Path, title: str) -> bool:
+    entries = [e for e in train_log if "routing" in e]
+    if not entries:
+        return False
+    layers = sorted({name for e in entries for name in e["routing"]})
+    fig, (ax_tau, ax_active) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for layer in layers:
+        steps = [e["step"] for e in entries if layer in e["routing"]]
+        taus = [e["routing"][layer].get("threshold") for e in entries if layer in e["routing"]]
+        active = [e["routing"][layer]["mean_active_experts"] for e in entries if layer in e["routing"]]
+        if any(t is not None for t in taus):
+            ax_tau.plot(steps, [np.nan if t is None else t for t in taus], label=layer)
+        ax_active.plot(steps, active, label=layer)
+    ax_tau.set(xlabel="step", ylabel="threshold tau", title="dynamic threshold per layer")
+    ax_active.set(xlabel="step", ylabel="experts", title="mean active experts per token")
+    for ax in (ax_tau, ax_active):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def training_curves(logs: dict[str, list[dict]], out: Path) -> bool:
+    logs = {name: [e for e in entries if "loss" in e] for name, entries in logs.items()}
+    logs = {name: entries for name, entries in logs.items() if entries}
+    if not logs:
+        return False
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for name, entries in logs.items():
+        ax.plot([e["step"] for e in entries], [e["loss"] for e in entries], label=name)
+    ax.set(xlabel="step", ylabel="training loss", title="training curves")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True

@@ -1,0 +1,78 @@
+"""The comparison table of DESIGN.md section 2, gathered from scored experiment dirs.
+
+An experiment dir ``<exp>/<system>/`` contributes ``train_summary.json`` (written by hdmole.bin.train)
+and ``decode_<set>/cer.json`` (written by hdmole.bin.score) for each test set.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class SystemRow:
+    name: str
+    cer: dict[str, float | None] = field(default_factory=dict)  # test set -> CER (%)
+    trainable: int | None = None
+    full_ft: int | None = None
+    train_seconds: float | None = None
+    note: str = ""
+
+    @property
+    def percent_of_full_ft(self) -> float | None:
+        if self.trainable is None or not self.full_ft:
+            return None
+        return 100.0 * self.trainable / self.full_ft
+
+
+def load_row(exp_dir: Path, name: str, test_sets: list[str]) -> SystemRow:
+    row = SystemRow(name)
+    summary_file = exp_dir / "train_summary.json"
+    if summary_file.is_file():
+        summary = json.loads(summary_file.read_text())
+        if summary.get("mode") == "adapt":
+            row.trainable = summary.get("trainable_params")
+            row.full_ft = summary.get("full_ft_params")
+            row.train_seconds = summary.get("train_seconds")
+        else:
+            row.note = f"no adaptation ({summary.get('mode')} stage)"
+    for test_set in test_sets:
+        cer_file = exp_dir / f"decode_{test_set}" / "cer.json"
+        row.cer[test_set] = json.loads(cer_file.read_text())["total"]["cer"] if cer_file.is_file() else None
+    return row
+
+
+def _fmt(value: float | None, digits: int = 2) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def _mean(values: list[float | None]) -> float | None:
+    if not values or any(v is None for v in values):
+        return None
+    return sum(values) / len(values)
+
+
+def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, label=lambda s: s) -> str:
+    """Rows = systems; columns = CER per accent, average accent CER, standard CER, trainable parameters
+    (count and % of full fine-tuning of the adapted module), training time."""
+    header = ["system", *(label(s) for s in accent_sets), "avg accent", f"{label(std_set)} (source)",
+              "trainable params", "% of full FT", "train time (s)"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    full_ft = next((r.full_ft for r in rows if r.full_ft), None)
+    for r in rows:
+        percent = r.percent_of_full_ft
+        if percent is None and r.trainable is not None and full_ft:
+            percent = 100.0 * r.trainable / full_ft
+        cells = [r.name, *(_fmt(r.cer.get(s)) for s in accent_sets), _fmt(_mean([r.cer.get(s) for s in accent_sets])),
+                 _fmt(r.cer.get(std_set)),
+                 f"{r.trainable:,}" if r.trainable is not None else "0",
+                 _fmt(percent, 1) if percent is not None else "–",
+                 _fmt(r.train_seconds, 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def average_accent_cer(row: SystemRow, accent_sets: list[str]) -> float | None:
+    return _mean([row.cer.get(s) for s in accent_sets])

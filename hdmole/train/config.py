@@ -1,0 +1,178 @@
+"""Training configs: one YAML file per system, checked against dataclasses so that a misspelt key
+is an error that names it (and the valid keys) instead of a silently ignored setting.
+
+A config looks like (every key optional except ``mode`` and ``model``)::
+
+    mode: adapt                     # lm | base | router | adapt
+    model: conf/model.yaml          # the model config (a path, relative to this file, or a dict)
+    tokenizer: {type: sentencepiece, model: data/lang/char.model}
+    init: [exp/base/best.pt]        # checkpoints loaded before training (in order)
+    data: {train: data/train_accent, dev: data/dev_accent, accents: data/accents.txt, ...}
+    trainable: [projector]          # base and adapt (full_ft): the model parts that train
+    adapter: {system: hdmole, target_modules: [projector.linear1, projector.linear2], config: {...}}
+    optim: {lr: 1.0e-3, max_steps: 1000, warmup_steps: 100, ...}
+    checkpoint: {every_steps: 200, keep_last: 2}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MODES = ("lm", "base", "router", "adapt")
+SYSTEMS = ("full_ft", "lora", "mole", "hdmole")
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used: the message names the file, the key and the fix."""
+
+
+@dataclass
+class DataConfig:
+    train: str = ""                  # a data dir (ASR modes) or a text file, one sentence a line (lm)
+    dev: str = ""
+    accents: str = ""                # accents.txt: line order = domain index
+    cmvn: str | None = None          # global CMVN stats from hdmole.bin.compute_cmvn
+    max_frames: int = 20000          # batch budget: padded input frames (lm: padded tokens)
+    specaug: dict | None = None      # hdmole.data SpecAugment options; base mode only
+    num_workers: int = 0
+    cache_encoder: bool = True       # router/adapt: the encoder is frozen, so run it once and cache
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    max_steps: int = 1000
+    max_epochs: int = 1000
+    scheduler: str = "cosine"        # any name transformers.get_scheduler knows
+    grad_clip: float = 5.0
+    accum_grad: int = 1
+
+
+@dataclass
+class CheckpointConfig:
+    every_steps: int = 200           # also the validation interval
+    keep_last: int = 2
+    metric: str = "loss"             # dev metric for best.pt: loss (lower is better) or acc
+
+
+@dataclass
+class AdapterConfig:
+    system: str = "hdmole"           # full_ft | lora | mole | hdmole
+    target_modules: list[str] = field(default_factory=lambda: ["projector.linear1", "projector.linear2"])
+    config: dict = field(default_factory=dict)  # hdmole.nn.HDMoLEConfig fields
+    train_global_router: bool = True  # stage 2 fine-tunes the global router too (freezable)
+
+
+@dataclass
+class TrainConfig:
+    mode: str = ""
+    model: Any = None                # dict, or a path to the model YAML
+    tokenizer: dict = field(default_factory=dict)
+    init: list[str] = field(default_factory=list)
+    data: DataConfig = field(default_factory=DataConfig)
+    trainable: list[str] = field(default_factory=list)
+    adapter: AdapterConfig | None = None
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    seed: int = 0
+    log_every: int = 20
+    accent_weight: float | None = None  # overrides the model's L_accent weight (adapt: lambda_aid)
+    device: str = "auto"             # auto | cpu | cuda
+    dtype: str = "float32"           # float32 | bfloat16 (autocast on GPU)
+
+    def validate(self, source: str) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"{source}: mode must be one of {', '.join(MODES)}, not {self.mode!r}")
+        if self.model is None:
+            raise ConfigError(f"{source}: 'model' is missing (a model YAML path or a dict)")
+        if not self.data.train:
+            raise ConfigError(f"{source}: data.train is missing")
+        if self.mode != "lm" and not self.data.accents:
+            raise ConfigError(f"{source}: data.accents (the accents.txt of the corpus) is missing")
+        if self.mode == "adapt":
+            if self.adapter is None:
+                raise ConfigError(f"{source}: mode 'adapt' needs an 'adapter' section (system: {'|'.join(SYSTEMS)})")
+            if self.adapter.system not in SYSTEMS:
+                raise ConfigError(f"{source}: adapter.system must be one of {', '.join(SYSTEMS)}, "
+                                  f"not {self.adapter.system!r}")
+            if self.adapter.system == "full_ft" and not self.trainable:
+                raise ConfigError(f"{source}: adapter.system full_ft needs 'trainable' (e.g. [projector])")
+        if self.mode == "base" and not self.trainable:
+            raise ConfigError(f"{source}: mode 'base' needs 'trainable' (e.g. [encoder, projector, ctc])")
+        if self.checkpoint.metric not in ("loss", "acc"):
+            raise ConfigError(f"{source}: checkpoint.metric must be loss or acc")
+
+
+def _build(cls, value: Any, where: str, source: str):
+    """Builds dataclass ``cls`` from a dict, recursively; unknown keys are errors."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{source}: {where or 'the config'} must be a mapping, got {type(value).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(value) - names)
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {where + '.' if where else ''}{unknown[0]}; "
+                          f"valid keys{' of ' + where if where else ''}: {', '.join(sorted(names))}")
+    kwargs = {}
+    for name, raw in value.items():
+        hint = hints[name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        target = hint if dataclasses.is_dataclass(hint) else (args[0] if len(args) == 1 else None)
+        if isinstance(hint, types.UnionType) and target is not None and dataclasses.is_dataclass(target):
+            kwargs[name] = _build(target, raw, f"{where}.{name}" if where else name, source)
+        elif dataclasses.is_dataclass(hint):
+            kwargs[name] = _build(hint, raw, f"{where}.{name}" if where else name, source)
+        else:
+            kwargs[name] = tuple(raw) if name == "betas" else raw
+    return cls(**kwargs)
+
+
+def set_by_path(d: dict, dotted: str, value: Any) -> None:
+    keys = dotted.split(".")
+    for k in keys[:-1]:
+        d = d.setdefault(k, {})
+        if not isinstance(d, dict):
+            raise ConfigError(f"override {dotted}: {k} is not a mapping")
+    d[keys[-1]] = value
+
+
+def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[TrainConfig, dict]:
+    """Reads a training YAML (+ ``key.sub=value`` overrides), returns the checked config and the
+    resolved plain dict (model YAML inlined) that the experiment dir keeps."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.sub=value")
+        key, value = item.split("=", 1)
+        set_by_path(raw, key, yaml.safe_load(value))
+    if isinstance(raw.get("model"), str):
+        model_path = Path(raw["model"])
+        if not model_path.is_absolute() and not model_path.exists():
+            model_path = path.parent / model_path
+        if not model_path.is_file():
+            raise ConfigError(f"{path}: model config {raw['model']} does not exist")
+        raw["model"] = yaml.safe_load(model_path.read_text(encoding="utf-8"))
+    if isinstance(raw.get("init"), str):
+        raw["init"] = [raw["init"]]
+    config = _build(TrainConfig, raw, "", str(path))
+    config.validate(str(path))
+    return config, dataclasses.asdict(config)

@@ -1,0 +1,351 @@
+"""The training loop shared by every mode (lm, base, router, adapt) and every system.
+
+AdamW with warmup + decay (transformers' schedulers), gradient clipping and accumulation, DDP through
+``torchrun`` (gloo on CPU, nccl on GPU), bf16 autocast on GPU, a tqdm bar and a log file, atomic
+checkpoints (the last N plus the best on dev), exact resume after a kill (model, optimizer, scheduler,
+RNG and the position in the epoch are restored), and a clear stop on a non-finite loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+from transformers import get_scheduler
+
+from hdmole.data import AccentList, build_dataloader
+from hdmole.models.llm_asr import build_model
+from hdmole.text.tokenizer import build_tokenizer
+from hdmole.train.checkpoint import atomic_save, latest_checkpoint, load_state, save_checkpoint
+from hdmole.train.config import TrainConfig
+from hdmole.train.encoder_cache import EncoderCache
+from hdmole.train.lm_data import build_text_loader, lm_forward
+from hdmole.train.setup import prepare_model, saved_state
+
+log = logging.getLogger("hdmole.train")
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = device_pref == "cuda" or (device_pref == "auto" and torch.cuda.is_available())
+    device = torch.device(f"cuda:{local_rank}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.cuda.set_device(device)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return rank, world, device
+
+
+def load_init(model: nn.Module, paths: list[str]) -> None:
+    """Loads earlier stages' checkpoints (full or partial) before this stage's setup."""
+    for path in paths:
+        state = load_state(path)["model"]
+        result = model.load_state_dict(state, strict=False)
+        if result.unexpected_keys:
+            raise RuntimeError(f"init checkpoint {path} has tensors this model lacks, e.g. {result.unexpected_keys[:3]}; "
+                               "is it from another model config, or an adapter checkpoint given as init?")
+        log.info("init: loaded %d tensors from %s", len(state), path)
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, info_extra: dict, exp_dir: str | os.PathLike):
+        self.config, self.exp_dir = config, Path(exp_dir)
+        self.rank, self.world, self.device = init_distributed(config.device)
+        self.is_main = self.rank == 0
+        torch.manual_seed(config.seed)
+        self.tokenizer = build_tokenizer(config.tokenizer)
+        self.accents = AccentList.load(config.data.accents) if config.data.accents else None
+        self.model = build_model(config.model, self.tokenizer).to(self.device)
+        load_init(self.model, config.init)
+        if config.accent_weight is not None:
+            self.model.accent_weight = config.accent_weight
+        self.info = prepare_model(self.model, config, len(self.accents) if self.accents else 1)
+        self.info.update(info_extra)
+        self.model.to(self.device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self.params:
+            raise RuntimeError("nothing to train: every parameter is frozen (check 'trainable' / 'adapter')")
+        # The lm mode trains the LLM on its own, so that is what DDP wraps there.
+        self.net = self.model.llm if config.mode == "lm" else self.model
+        self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+                    if self.world > 1 else None)
+        opt = config.optim
+        self.optimizer = torch.optim.AdamW(self.params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+        self.scheduler = get_scheduler(opt.scheduler, self.optimizer, num_warmup_steps=opt.warmup_steps,
+                                       num_training_steps=opt.max_steps)
+        self.train_loader, self.dev_loader = self._loaders()
+        self.cache = self._fill_cache()
+        self.step = self.epoch = self.batch_in_epoch = 0
+        self.train_seconds = 0.0
+        self.best: float | None = None
+        self.last_dev: dict = {}
+
+    # ------------------------------------------------------------------------------------ data
+    def _loaders(self):
+        c, tok = self.config, self.tokenizer
+        if c.mode == "lm":
+            train = build_text_loader(c.data.train, tok, max_tokens=c.data.max_frames, shuffle=True, seed=c.seed,
+                                      rank=self.rank, world_size=self.world)
+            dev = build_text_loader(c.data.dev, tok, max_tokens=c.data.max_frames, shuffle=False, seed=c.seed) if c.data.dev else None
+            return train, dev
+        specaug = c.data.specaug if c.mode == "base" else None  # frozen encoder later: no augmentation
+        common = dict(max_frames=c.data.max_frames, seed=c.seed, tokenizer=tok, cmvn=c.data.cmvn)
+        train = build_dataloader(c.data.train, self.accents, shuffle=True, specaug=specaug, rank=self.rank,
+                                 world_size=self.world, num_workers=c.data.num_workers, **common)
+        dev = build_dataloader(c.data.dev, self.accents, shuffle=False, **common) if c.data.dev else None
+        return train, dev
+
+    def _fill_cache(self) -> EncoderCache | None:
+        if self.config.mode not in ("router", "adapt") or not self.config.data.cache_encoder:
+            return None
+        cache = EncoderCache()
+        for name, loader in (("train", self.train_loader), ("dev", self.dev_loader)):
+            if loader is not None:
+                loader.batch_sampler.set_epoch(0)
+                cache.fill(self.model, loader, self.device, f"{name} set", show_progress=self.is_main)
+        return cache
+
+    def _to_device(self, batch: dict) -> dict:
+        batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
+        if self.cache is not None:
+            batch = self.cache.attach(batch, self.device)
+        return batch
+
+    # ------------------------------------------------------------------------------------ forward
+    def _autocast(self):
+        if self.device.type == "cuda" and self.config.dtype == "bfloat16":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def forward(self, net: nn.Module, batch: dict) -> dict:
+        """One batch through ``net``: the model (or the bare LLM in lm mode), DDP-wrapped when training."""
+        with self._autocast():
+            if self.config.mode == "lm":
+                return lm_forward(net, batch)
+            out = net(batch, compute_asr=self.config.mode != "router")
+            if self.config.mode == "router":
+                out["acc"] = out["accent_acc"]
+            return out
+
+    def _set_train_mode(self) -> None:
+        """Frozen parts stay in eval mode: no dropout, and BatchNorm statistics (ESPnet's Conformer
+        has them) are not moved by data the part does not train on."""
+        self.model.train()
+        for module in self.model.children():
+            if not any(p.requires_grad for p in module.parameters()):
+                module.eval()
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        if self.dev_loader is None:
+            return {}
+        self.model.eval()
+        total = {"loss": 0.0, "acc": 0.0, "n": 0}
+        for batch in self.dev_loader:
+            batch = self._to_device(batch)
+            out = self.forward(self.net, batch)
+            n = out.get("num_tokens", len(batch.get("utt_ids", batch.get("input_ids", []))))
+            total["loss"] += float(out["loss"]) * n
+            total["acc"] += float(out["acc"]) * n
+            total["n"] += n
+        self._set_train_mode()
+        n = max(total["n"], 1)
+        return {"dev_loss": total["loss"] / n, "dev_acc": total["acc"] / n}
+
+    # ------------------------------------------------------------------------------------ checkpoints
+    def _state(self) -> dict:
+        return {
+            **self.info,
+            "model": saved_state(self.model, self.config.mode),
+            "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+            "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "rng": torch.get_rng_state(), "train_seconds": self.train_seconds,
+            "best": self.best, "dev": self.last_dev,
+        }
+
+    def save(self) -> None:
+        if self.is_main:
+            state = self._state()
+            save_checkpoint(self.exp_dir, state, self.step, self.config.checkpoint.keep_last)
+            log.info("step %d: checkpoint written (%s)", self.step, self.exp_dir / f"ckpt-{self.step}.pt")
+        if self.world > 1:
+            dist.barrier()
+
+    def resume(self) -> bool:
+        path = latest_checkpoint(self.exp_dir)
+        if path is None:
+            return False
+        state = load_state(path)
+        result = self.model.load_state_dict(state["model"], strict=False)
+        if result.unexpected_keys:
+            raise RuntimeError(f"{path} does not fit this experiment's model (e.g. {result.unexpected_keys[:3]}); "
+                               f"use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
+        self.train_seconds, self.best, self.last_dev = state["train_seconds"], state["best"], state.get("dev", {})
+        log.info("resumed from %s (step %d, epoch %d, batch %d)", path, self.step, self.epoch, self.batch_in_epoch)
+        return True
+
+    def _is_better(self, dev: dict) -> bool:
+        value = dev["dev_loss"] if self.config.checkpoint.metric == "loss" else -dev["dev_acc"]
+        if self.best is None or value < self.best:
+            self.best = value
+            return True
+        return False
+
+    # ------------------------------------------------------------------------------------ the loop
+    def _append_log(self, record: dict) -> None:
+        if self.is_main:
+            with open(self.exp_dir / "train_log.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
+        finite = torch.tensor([float(torch.isfinite(loss.detach()).all())], device=self.device)
+        if self.world > 1:
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def _routing_recorder(self, batch: dict):
+        from hdmole.nn import RoutingStatsRecorder, hdmole_layers
+
+        if self.config.mode != "adapt" or not any(l.num_experts > 1 for _, l in hdmole_layers(self.model)):
+            return None
+        rec = RoutingStatsRecorder(self.model)
+        if self.accents is not None and "accents" in batch:
+            rec.set_domain_labels([self.accents.names[int(a)] for a in batch["accents"]])
+        return rec
+
+    def train_step(self, batch: dict, record: bool) -> tuple[dict, dict | None]:
+        model = self.ddp if self.ddp is not None else self.net
+        accum = self.config.optim.accum_grad
+        sync = (self.batch_in_epoch % accum == 0)
+        rec = self._routing_recorder(batch) if record else None
+        with (rec if rec is not None else contextlib.nullcontext()):
+            with (model.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()):
+                out = self.forward(model, batch)
+                if not self._all_finite(out["loss"]):
+                    raise NonFiniteLossError(str(float(out["loss"])))
+                (out["loss"] / accum).backward()
+        return out, (rec.summary() if rec is not None else None)
+
+    def run(self) -> dict:
+        c = self.config
+        resumed = self.resume()
+        if self.is_main:
+            log.info("training %s: %s (%d rank(s) on %s), up to %d steps%s", c.mode, self.info["system"], self.world,
+                     self.device, c.optim.max_steps, " (resumed)" if resumed else "")
+        self._set_train_mode()
+        bar = tqdm(total=c.optim.max_steps, initial=self.step, disable=not self.is_main, desc=f"train {c.mode}",
+                   dynamic_ncols=True)
+        t0 = time.time()
+        running: dict[str, float] = {}
+        try:
+            while self.step < c.optim.max_steps and self.epoch < c.optim.max_epochs:
+                sampler = self.train_loader.batch_sampler
+                sampler.set_epoch(self.epoch, skip_batches=self.batch_in_epoch)
+                for batch in self.train_loader:
+                    batch = self._to_device(batch)
+                    self.batch_in_epoch += 1
+                    record = (self.step + 1) % c.log_every == 0
+                    try:
+                        out, routing = self.train_step(batch, record)
+                    except NonFiniteLossError as e:
+                        self.save()
+                        raise NonFiniteLossError(
+                            f"non-finite loss ({e}) at step {self.step + 1}; the state before it is saved in "
+                            f"{self.exp_dir}/ckpt-{self.step}.pt. Lower optim.lr or raise optim.warmup_steps, "
+                            "check the data of this batch, then resume.") from None
+                    for k in ("loss", "loss_asr", "loss_ctc", "loss_accent", "acc"):
+                        if k in out:
+                            running[k] = running.get(k, 0.0) + float(out[k])
+                    running["n"] = running.get("n", 0) + 1
+                    if self.batch_in_epoch % c.optim.accum_grad:
+                        continue
+                    grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.optim.grad_clip)
+                    self.optimizer.step()
+                    self.scheduler.step()
+                    self.optimizer.zero_grad(set_to_none=True)
+                    self.step += 1
+                    bar.update(1)
+                    if record:
+                        n = running.pop("n")
+                        entry = {"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0],
+                                 "grad_norm": float(grad_norm), "elapsed": self.train_seconds + time.time() - t0,
+                                 **{k: v / n for k, v in running.items()}}
+                        if routing:
+                            entry["routing"] = routing
+                        running = {}
+                        bar.set_postfix(loss=f"{entry['loss']:.3f}", acc=f"{entry.get('acc', 0):.3f}")
+                        log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in entry.items()
+                                                                    if isinstance(v, float) and k != "elapsed"))
+                        self._append_log(entry)
+                    if self.step % c.checkpoint.every_steps == 0 or self.step >= c.optim.max_steps:
+                        self._end_of_interval(t0)
+                        t0 = time.time()
+                    if self.step >= c.optim.max_steps:
+                        break
+                else:
+                    self.epoch += 1
+                    self.batch_in_epoch = 0
+        finally:
+            bar.close()
+        if self.step >= c.optim.max_steps or self.epoch >= c.optim.max_epochs:
+            if not (self.exp_dir / f"ckpt-{self.step}.pt").exists():
+                self._end_of_interval(t0)
+        self._check_ranks_agree()
+        return self._summary()
+
+    def _end_of_interval(self, t0: float) -> None:
+        self.train_seconds += time.time() - t0
+        dev = self.validate() if self.is_main else {}
+        if dev:
+            self.last_dev = dev
+            better = self._is_better(dev)
+            log.info("step %d: dev_loss=%.4f dev_acc=%.4f%s", self.step, dev["dev_loss"], dev["dev_acc"],
+                     " (best)" if better else "")
+            self._append_log({"step": self.step, **dev})
+        else:
+            better = self.is_main and self.dev_loader is None
+        self.save()
+        if self.is_main and better:
+            atomic_save({k: v for k, v in self._state().items() if k not in ("optimizer", "scheduler", "rng")},
+                        self.exp_dir / "best.pt")
+
+    def _check_ranks_agree(self) -> None:
+        """DDP must leave every rank with the same parameters; a cheap checksum proves it."""
+        if self.world == 1:
+            return
+        checksum = torch.stack([p.detach().double().sum() for p in self.params]).sum().reshape(1).to(self.device)
+        gathered = [torch.zeros_like(checksum) for _ in range(self.world)]
+        dist.all_gather(gathered, checksum)
+        values = [float(g) for g in gathered]
+        if max(values) - min(values) > 1e-6 * max(1.0, abs(values[0])):
+            raise RuntimeError(f"DDP ranks disagree after training: parameter checksums {values}")
+        if self.is_main:
+            log.info("parameters agree across %d ranks (checksum %.6f)", self.world, values[0])
+
+    def _summary(self) -> dict:
+        summary = {k: v for k, v in self.info.items() if k != "adapter_config"}
+        summary.update(adapter_config=self.info.get("adapter_config"), steps=self.step, epochs=self.epoch,
+                       train_seconds=round(self.train_seconds, 1), dev=self.last_dev,
+                       best=self.best, world_size=self.world)
+        if self.is_main:
+            (self.exp_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+        return summary
