@@ -20,6 +20,7 @@ from tqdm import tqdm
 from hdmole.data.cmvn import GlobalCMVN
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
+from hdmole.data.logs import setup_stage_logging
 
 log = logging.getLogger("hdmole.compute_cmvn")
 
@@ -43,13 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("out_file", type=Path)
     args = parser.parse_args(argv)
-    args.out_file.parent.mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.FileHandler(args.out_file.with_name(args.out_file.name + ".log")), logging.StreamHandler()],
-        force=True,
-    )
+    setup_stage_logging(args.out_file.with_name(args.out_file.name + ".log"))
     try:
         cmvn = compute_cmvn(args.data_dir)
     except DataError as error:

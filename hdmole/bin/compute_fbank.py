@@ -29,6 +29,7 @@ from hdmole.data.audio import read_wav
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
 from hdmole.data.fbank import FbankConfig, compute_fbank
+from hdmole.data.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 
 log = logging.getLogger("hdmole.compute_fbank")
@@ -159,13 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.nj < 1:
         parser.error("--nj must be at least 1")
     data_dir, feat_dir = args.data_dir.resolve(), args.feat_dir.resolve()
-    (feat_dir / "log").mkdir(parents=True, exist_ok=True)
-    logging.basicConfig(
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(message)s",
-        handlers=[logging.FileHandler(feat_dir / "log" / "compute_fbank.log"), logging.StreamHandler()],
-        force=True,
-    )
+    setup_stage_logging(feat_dir / "log" / "compute_fbank.log")
     log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
     config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither)
     try:

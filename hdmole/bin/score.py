@@ -32,6 +32,7 @@ import jiwer
 
 from hdmole.data.accents import AccentList
 from hdmole.data.errors import DataError
+from hdmole.data.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 
@@ -193,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accents", type=Path, help="accents.txt: order of the per-accent lines")
     parser.add_argument("--out", type=Path, required=True, help="output dir for cer, cer.json, per_utt")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    setup_stage_logging()
     try:
         refs, utt2accent = load_reference(args.ref, args.utt2accent)
         hyps = read_hypotheses(args.hyp, refs)

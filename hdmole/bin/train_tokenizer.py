@@ -22,6 +22,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from hdmole.data.errors import DataError
+from hdmole.data.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 
@@ -98,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path, help="text files and/or data dirs")
     parser.add_argument("out_prefix", type=Path)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", force=True)
+    setup_stage_logging()
     try:
         train_tokenizer(args.inputs, args.out_prefix, args.model_type, args.vocab_size, args.normalize)
     except (DataError, ValueError) as error:
