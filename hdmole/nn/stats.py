@@ -81,17 +81,17 @@ class RoutingStatsRecorder:
     def record(self, layer: HDMoLELinear, weights: Tensor, lead_shape: torch.Size) -> None:
         name = self._names[id(layer)]
         E = weights.shape[-1]
+        batch = lead_shape[0] if len(lead_shape) else 1
+        if self.domain_labels is not None and len(self.domain_labels) != batch:
+            raise ValueError(
+                f"RoutingStatsRecorder: {len(self.domain_labels)} domain labels for a batch of {batch} "
+                f"utterances at layer {name!r}; call set_domain_labels with one label per utterance"
+            )
         active = weights > 0
         total = self._totals.setdefault(name, _Sums(E, weights.device))
         total.add(weights.shape[0], active.sum(dim=0), weights.sum(dim=0))
         if self.domain_labels is None:
             return
-        batch = lead_shape[0] if len(lead_shape) else 1
-        if len(self.domain_labels) != batch:
-            raise ValueError(
-                f"RoutingStatsRecorder: {len(self.domain_labels)} domain labels for a batch of {batch} "
-                f"utterances at layer {name!r}; call set_domain_labels with one label per utterance"
-            )
         per_utt = weights.shape[0] // batch
         utt_active = active.view(batch, per_utt, E).sum(dim=1)
         utt_weight = weights.view(batch, per_utt, E).sum(dim=1)
