@@ -127,3 +127,26 @@ def test_compute_cmvn_needs_features(tmp_path, caplog):
     data = make_data_dir(tmp_path)
     assert compute_cmvn.main([str(data), str(tmp_path / "cmvn.json")]) == 1
     assert "run `python -m hdmole.bin.compute_fbank" in caplog.text and not (tmp_path / "cmvn.json").exists()
+
+
+@pytest.mark.parametrize(
+    "file, line, new_line, message",
+    [
+        ("text", 2, "spkA-002 ", "text:2: id 'spkA-002' has an empty transcript"),
+        ("utt2accent", 3, "spkB-001 cantonese", "utt2accent:3: unknown accent 'cantonese'"),
+        ("utt2accent", 3, None, "utterance 'spkB-001' has no entry in"),
+        ("utt2spk", 1, "spkB-001 spkB", "utt2spk:2: not sorted"),
+    ],
+)
+def test_compute_fbank_rejects_bad_data_dir_before_writing(tmp_path, caplog, file, line, new_line, message):
+    data = make_data_dir(tmp_path)
+    rows = (data / file).read_text(encoding="utf-8").splitlines()
+    if new_line is None:
+        del rows[line - 1]
+    else:
+        rows[line - 1] = new_line
+    (data / file).write_text("\n".join(rows) + "\n", encoding="utf-8")
+    before = snapshot(data)
+    assert compute_fbank.main(["--accents", str(tmp_path / "accents.txt"), str(data), str(tmp_path / "fbank")]) == 1
+    assert message in caplog.text
+    assert snapshot(data) == before and not [p for p in (tmp_path / "fbank").iterdir() if p.name != "log"]

@@ -34,13 +34,17 @@ def compute_cmvn(data_dir: str | Path) -> GlobalCMVN:
             try:
                 yield features[utt]
             except (OSError, ValueError, KeyError) as error:
-                raise DataError(f"{data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({error}); re-run compute_fbank") from None
+                raise DataError(
+                    f"{data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({error}); re-run compute_fbank --force"
+                ) from None
 
     return GlobalCMVN.from_features(frames())
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hdmole.bin.compute_cmvn", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("out_file", type=Path)
     args = parser.parse_args(argv)

@@ -124,8 +124,8 @@ def extract_all(data: DataDir, feat_dir: Path, config: FbankConfig, num_jobs: in
     return renames
 
 
-def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, force: bool) -> None:
-    data = DataDir.load(data_dir, ignore_feats=True)
+def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, force: bool, accents: Path | None = None) -> None:
+    data = DataDir.load(data_dir, accents, ignore_feats=True)
     if not force and features_complete(data_dir):
         log.info("%s/feats.scp already covers all %d utterances; skipping (use --force to recompute)", data_dir, len(data))
         return
@@ -148,12 +148,15 @@ def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, forc
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hdmole.bin.compute_fbank", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs (and of ark files)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate; other rates are an error")
     parser.add_argument("--num-mel-bins", type=int, default=80)
     parser.add_argument("--dither", type=float, default=0.0, help="Kaldi dither (0 = reproducible features)")
     parser.add_argument("--force", action="store_true", help="recompute even if feats.scp is complete")
+    parser.add_argument("--accents", type=Path, help="accents.txt: also check every utt2accent entry before extracting")
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("feat_dir", type=Path)
     args = parser.parse_args(argv)
@@ -164,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
     config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither)
     try:
-        run(data_dir, feat_dir, config, args.nj, args.force)
+        run(data_dir, feat_dir, config, args.nj, args.force, args.accents)
     except DataError as error:
         log.error("%s", error)
         return 1

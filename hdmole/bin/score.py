@@ -187,7 +187,9 @@ def write_outputs(out: Path, summary: dict, per_utt: list[UttScore]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hdmole.bin.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--ref", type=Path, required=True, help="reference data dir or Kaldi text file")
     parser.add_argument("--hyp", type=Path, required=True, help="hypotheses, Kaldi text format")
     parser.add_argument("--utt2accent", type=Path, help="accent of each utterance (default: <ref data dir>/utt2accent)")

@@ -87,12 +87,15 @@ def train_tokenizer(sources: list[Path], out_prefix: Path, model_type: str = "ch
         )
         for suffix in (".vocab", ".model"):
             Path(str(temp_prefix) + suffix).replace(Path(str(out_prefix) + suffix))
-    log.info("trained a %s model: %d sentences, %d distinct characters, vocab %d -> %s.model", model_type, len(sentences), num_chars, vocab_size, out_prefix)
+    log.info("trained a %s model: %d sentences, %d distinct characters, vocab %d -> %s.model",
+             model_type, len(sentences), num_chars, vocab_size, out_prefix)
     return Path(str(out_prefix) + ".model")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m hdmole.bin.train_tokenizer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model-type", default="char", choices=["char", "bpe", "unigram", "word"])
     parser.add_argument("--vocab-size", type=int, default=0, help="vocabulary size (char: upper bound; 0 = all characters)")
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", help="train on the text as written")

@@ -22,7 +22,9 @@ class AccentList:
             if not name or any(ch.isspace() for ch in name):
                 raise DataError(f"{self.source}: accent name {name!r} is empty or contains whitespace; use one token per accent")
             if name in seen:
-                raise DataError(f"{self.source}: accent {name!r} is listed twice (entries {seen[name] + 1} and {position + 1}); remove one")
+                raise DataError(
+                    f"{self.source}: accent {name!r} is listed twice (entries {seen[name] + 1} and {position + 1}); remove one"
+                )
             seen[name] = position
         if not seen:
             raise DataError(f"{self.source}: no accents listed; write one accent name per line")

@@ -60,13 +60,15 @@ def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -
             data = reader.readframes(frames)
     except wave.Error as error:
         # wave raises e.g. "unknown format: 3" for float WAV and "file does not start with RIFF id" for junk.
-        raise DataError(f"audio {entry!r} is not a readable 16-bit PCM WAV ({error}); {CONVERT_FIX.format(rate=expected_sample_rate or 16000)}") from None
+        fix = CONVERT_FIX.format(rate=expected_sample_rate or 16000)
+        raise DataError(f"audio {entry!r} is not a readable 16-bit PCM WAV ({error}); {fix}") from None
     except (EOFError, OSError) as error:
         raise DataError(f"audio {entry!r} is corrupt or truncated ({error or type(error).__name__}); re-create or re-download it") from None
+    fix = CONVERT_FIX.format(rate=expected_sample_rate or rate)
     if width != 2:
-        raise DataError(f"audio {entry!r} has {8 * width}-bit samples, not 16-bit PCM; {CONVERT_FIX.format(rate=expected_sample_rate or rate)}")
+        raise DataError(f"audio {entry!r} has {8 * width}-bit samples, not 16-bit PCM; {fix}")
     if channels != 1:
-        raise DataError(f"audio {entry!r} has {channels} channels, expected mono; {CONVERT_FIX.format(rate=expected_sample_rate or rate)}")
+        raise DataError(f"audio {entry!r} has {channels} channels, expected mono; {fix}")
     if expected_sample_rate is not None and rate != expected_sample_rate:
         raise DataError(
             f"audio {entry!r} has sample rate {rate} Hz, expected {expected_sample_rate} Hz; resample it "

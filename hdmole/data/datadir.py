@@ -74,7 +74,10 @@ class DataDir:
             accents = AccentList.load(accents)
         for name in REQUIRED_FILES:
             if not (path / name).is_file():
-                raise DataError(f"{path / name}: required file missing (a data dir needs {', '.join(REQUIRED_FILES)}); create it in data preparation")
+                raise DataError(
+                    f"{path / name}: required file missing (a data dir needs {', '.join(REQUIRED_FILES)}); "
+                    "create it in data preparation"
+                )
         wav_scp = read_kaldi_table(path / "wav.scp", value_name="audio path or command")
         text = read_kaldi_table(path / "text", value_name="transcript")
         utt2spk = read_kaldi_table(path / "utt2spk", value_name="speaker id")

@@ -53,7 +53,9 @@ class ASRDataset(Dataset):
         try:
             feats = np.asarray(self._reader[utt], dtype=np.float32)
         except (OSError, ValueError) as error:
-            raise DataError(f"{self.data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({error}); re-run compute_fbank --force") from None
+            raise DataError(
+                f"{self.data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({error}); re-run compute_fbank --force"
+            ) from None
         if feats.ndim != 2 or feats.shape[0] != self.num_frames[index]:
             raise DataError(
                 f"{self.data.feats_scp.where(utt)}: features of {utt!r} have shape {feats.shape} but utt2num_frames says "
