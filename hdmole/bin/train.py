@@ -21,16 +21,6 @@ from pathlib import Path
 import yaml
 
 
-def setup_logging(log_file: Path | None, is_main: bool) -> None:
-    handlers: list[logging.Handler] = []
-    if is_main:
-        handlers.append(logging.StreamHandler(sys.stderr))
-        if log_file is not None:
-            handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
-    logging.basicConfig(level=logging.INFO if is_main else logging.WARNING, handlers=handlers or None, force=True,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hdmole.bin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -61,7 +51,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_resume and any(exp_dir.glob("ckpt-*.pt")):
         print(f"hdmole.bin.train: {exp_dir} has checkpoints and --no-resume was given", file=sys.stderr)
         return 2
-    setup_logging(exp_dir / "train.log", is_main)
+    from hdmole.data.logs import setup_stage_logging
+
+    # Only rank 0 writes the log; the other ranks report warnings and errors alone.
+    setup_stage_logging(exp_dir / "train.log" if is_main else None, logging.INFO if is_main else logging.WARNING)
     if is_main:
         (exp_dir / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
         cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "hdmole.bin.train", *sys.argv[1:]])

@@ -31,12 +31,12 @@ def routing_heatmap(stats: dict, accents: list[str], out: Path, title: str) -> b
     if not layers:
         return False
     fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 0.5 * len(accents) + 2.2), squeeze=False)
-    for ax, layer in zip(axes[0], layers):
+    for index, (ax, layer) in enumerate(zip(axes[0], layers)):
         by_domain = stats[layer]["by_domain"]
         rows = [a for a in accents if a in by_domain]
         matrix = np.array([by_domain[a]["mean_weight_per_expert"] for a in rows])
         image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-        ax.set_yticks(range(len(rows)), rows)
+        ax.set_yticks(range(len(rows)), rows if index == 0 else [""] * len(rows))  # accent names once, left
         ax.set_xticks(range(matrix.shape[1]), [f"e{i}" for i in range(matrix.shape[1])])
         ax.set_xlabel("expert")
         ax.set_title(layer, fontsize=9)

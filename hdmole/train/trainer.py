@@ -70,7 +70,11 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.tokenizer = build_tokenizer(config.tokenizer)
         self.accents = AccentList.load(config.data.accents) if config.data.accents else None
-        self.model = build_model(config.model, self.tokenizer).to(self.device)
+        model_conf = dict(config.model)
+        if config.mode == "lm":  # text only: the router (and its accent count) play no part
+            model_conf.pop("global_router", None)
+        self.model = build_model(model_conf, self.tokenizer,
+                                 num_accents=len(self.accents) if self.accents else None).to(self.device)
         load_init(self.model, config.init)
         if config.accent_weight is not None:
             self.model.accent_weight = config.accent_weight
@@ -274,7 +278,7 @@ class Trainer:
                             "check the data of this batch, then resume.") from None
                     for k in ("loss", "loss_asr", "loss_ctc", "loss_accent", "acc"):
                         if k in out:
-                            running[k] = running.get(k, 0.0) + float(out[k])
+                            running[k] = running.get(k, 0.0) + float(torch.as_tensor(out[k]).detach())
                     running["n"] = running.get("n", 0) + 1
                     if self.batch_in_epoch % c.optim.accum_grad:
                         continue

@@ -1,0 +1,71 @@
+"""Routing statistics of a trained HDMoLE/MoLE system on a data set, split by accent.
+
+    python -m hdmole.bin.routing_stats --config exp/hdmole/config.yaml \\
+        --checkpoint exp/base/best.pt --checkpoint exp/hdmole/best.pt \\
+        --data data/test_all --accents data/accents.txt --out exp/hdmole/routing_test_all.json
+
+Runs only the encoder, the global router and the projector (the LLM is not needed to see how tokens
+are routed) with hdmole.nn.RoutingStatsRecorder, labelling each utterance with its accent. The JSON
+has, per HDMoLE layer: the mean number of active experts per token, the threshold, and the mean
+routing weight per expert, in total and per accent (``by_domain``), plus ``_accents`` (their order).
+Padding frames of a batch are counted like speech frames; length-bucketed batches keep them few.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m hdmole.bin.routing_stats", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="the model YAML, or an exp dir's config.yaml")
+    parser.add_argument("--checkpoint", action="append", required=True,
+                        help="base checkpoint, then adapter checkpoints on top (repeatable, in order)")
+    parser.add_argument("--data", required=True, help="a data dir with feats.scp and utt2accent")
+    parser.add_argument("--accents", required=True, help="accents.txt")
+    parser.add_argument("--cmvn", default=None, help="global CMVN stats (default: data.cmvn of the training config)")
+    parser.add_argument("--max-frames", type=int, default=20000)
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    from hdmole.data import AccentList, build_dataloader
+    from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+    from hdmole.nn import RoutingStatsRecorder
+
+    accents = AccentList.load(args.accents)
+    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents))
+    cmvn = args.cmvn or read_inference_config(args.config)[2]
+    model.eval()
+    try:
+        recorder = RoutingStatsRecorder(model)
+    except ValueError:
+        print(f"hdmole.bin.routing_stats: the model of {args.checkpoint[-1]} has no mixture of experts "
+              "(a single LoRA or full fine-tuning routes nothing)", file=sys.stderr)
+        return 1
+    loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
+    with torch.no_grad(), recorder:
+        for batch in tqdm(loader, desc="routing stats"):
+            recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
+            enc_out, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
+            probs = model.route(enc_out, enc_lens) if model.global_router is not None else None
+            with model.routing(probs):
+                model.project(enc_out, enc_lens)
+    stats = recorder.summary()
+    stats["_accents"] = list(accents.names)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = args.out.with_name(args.out.name + ".tmp")
+    tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.replace(args.out)
+    print(f"hdmole.bin.routing_stats: wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
