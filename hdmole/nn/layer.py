@@ -37,6 +37,7 @@ class HDMoLELinear(nn.Module):
             raise TypeError(f"HDMoLELinear wraps nn.Linear only, got {type(base).__name__} for {name!r}")
         if not isinstance(config, HDMoLEConfig):
             raise TypeError(f"config must be an HDMoLEConfig, got {type(config).__name__}")
+        config.validate()  # again: fields may have been edited after construction
         self.base_layer = base
         self.config = config
         self.module_name = name
@@ -120,7 +121,7 @@ class HDMoLELinear(nn.Module):
                 f"[{batch}, {self.config.num_domains}] (batch size of the input by num_domains)"
             )
         per_utt = num_tokens // batch if batch else 0
-        return g.to(dtype)[:, None, :].expand(batch, per_utt, g.shape[1]).reshape(num_tokens, g.shape[1])
+        return g.to(device=self.hdmole_lora_A.device, dtype=dtype)[:, None, :].expand(batch, per_utt, g.shape[1]).reshape(num_tokens, g.shape[1])
 
     def routing_weights(self, x: Tensor) -> Tensor | None:
         """Expert weights w [N, E] for x [B, ..., d_in] (N = all tokens), or None for a plain LoRA."""
@@ -168,7 +169,9 @@ def global_routing(module: nn.Module, g: Tensor):
     """Give every HDMoLELinear in ``module`` the utterance-level posterior ``g`` [B, D] for the block.
 
     Tokens of a layer input ``[B, ..., d_in]`` belong to utterance b by their first index. The
-    previous value is restored on exit, so blocks nest and nothing leaks between batches.
+    previous value is restored on exit, so blocks nest and nothing leaks between batches. Layers that
+    are re-run during backward (reentrant activation checkpointing) need the backward call inside
+    the block too.
     """
     if not isinstance(g, Tensor) or g.dim() != 2:
         shape = tuple(g.shape) if isinstance(g, Tensor) else type(g).__name__
