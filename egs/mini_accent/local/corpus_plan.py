@@ -1,0 +1,132 @@
+"""The corpus plan: which speaker says which sentence in which data set, decided before any audio.
+
+Everything is drawn from `seed`, so the same config always gives the same plan (a killed run
+resumes by synthesising only the missing wavs).
+
+Sets:
+- `train_std`: standard Mandarin, Mandarin training speakers, one utterance per training sentence.
+- `train_accent`: every accent's training speakers on their own training sentences, plus
+  `train_accent_std` utterances of `train_std` (the same files), so adaptation also sees the
+  source domain.
+- `dev_std` / `dev_accent`: dev sentences; every accent says the same `dev_accent_per_accent` ones.
+- `test_std` and one `test_<accent>` per accent: the SAME test sentences, each set spoken by its
+  own held-out speakers (paired test sets).
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+from accent_rules import STANDARD, SpeakerAccent, apply_accent, draw_speaker_accent
+from corpus_datadir import Utterance
+from corpus_sentences import SentenceSplit
+from corpus_synthesis import Voice, voice_grid
+from pinyin_inventory import text_to_tone3
+
+ROLES = ("train", "dev", "test")
+
+
+@dataclass(frozen=True)
+class Speaker:
+    speaker_id: str
+    role: str
+    voice: Voice
+    accent: SpeakerAccent
+
+
+def allocate_speakers(accent_list: list[str], config: Mapping[str, Any], seed: int) -> dict[tuple[str, str], list[Speaker]]:
+    """(accent, role) -> speakers. Voices are taken without replacement from one shuffled grid, so
+    every speaker is a distinct (variant, pitch, rate) and test voices are never training voices."""
+    voices_cfg, counts = config["voices"], config["speakers"]
+    grid = voice_grid(voices_cfg["variants"], voices_cfg["pitches"], voices_cfg["rates"], seed)
+    wanted = {(accent, role): int(counts[f"{'std' if accent == STANDARD else 'accent'}_{role}"])
+              for accent in accent_list for role in ROLES}
+    if sum(wanted.values()) > len(grid):
+        raise ValueError(f"the config asks for {sum(wanted.values())} speakers but voices give only {len(grid)} "
+                         "combinations; add voice variants, pitches or rates, or ask for fewer speakers")
+    rng = random.Random(f"{seed}:speaker-accents")
+    speakers: dict[tuple[str, str], list[Speaker]] = {}
+    position = 0
+    for role in ("test", "dev", "train"):  # test first: the held-out voices do not depend on train sizes
+        for accent in accent_list:
+            chosen = grid[position:position + wanted[accent, role]]
+            position += len(chosen)
+            if not chosen:
+                raise ValueError(f"config speakers: need at least one {role} speaker for {accent}")
+            speakers[accent, role] = [Speaker(f"{accent}-{voice.tag}", role, voice, draw_speaker_accent(accent, rng))
+                                      for voice in chosen]
+    return speakers
+
+
+class Planner:
+    def __init__(self, id_to_text: dict[str, str], wav_dir: Path, seed: int):
+        self.id_to_text = id_to_text
+        self.wav_dir = wav_dir
+        self.seed = seed
+        self._pinyin: dict[str, tuple[str, ...]] = {}
+
+    def pinyin(self, sentence_id: str) -> tuple[str, ...]:
+        if sentence_id not in self._pinyin:
+            self._pinyin[sentence_id] = tuple(text_to_tone3(self.id_to_text[sentence_id]))
+        return self._pinyin[sentence_id]
+
+    def utterances(self, sentence_ids: list[str], speakers: list[Speaker]) -> list[Utterance]:
+        """Sentence i is said by speaker i mod n (speakers in their seeded order)."""
+        result = []
+        for index, sentence_id in enumerate(sentence_ids):
+            speaker = speakers[index % len(speakers)]
+            utt_id = f"{speaker.speaker_id}-{sentence_id}"
+            standard = self.pinyin(sentence_id)
+            spoken = tuple(apply_accent(standard, speaker.accent, random.Random(f"{self.seed}:{utt_id}")))
+            result.append(Utterance(utt_id, speaker.speaker_id, speaker.accent.accent, sentence_id,
+                                    self.id_to_text[sentence_id], standard, spoken,
+                                    self.wav_dir / speaker.speaker_id / f"{utt_id}.wav"))
+        return result
+
+
+def _take(pool: list[str], start: int, count: int, what: str) -> list[str]:
+    if start + count > len(pool):
+        raise ValueError(f"config sizes: {what} needs sentences {start}..{start + count} but the split has {len(pool)}; "
+                         "lower the sizes or raise num_chars / max_chars")
+    return pool[start:start + count]
+
+
+def plan_sets(split: SentenceSplit, id_to_text: dict[str, str], accent_list: list[str], config: Mapping[str, Any],
+              wav_dir: Path) -> tuple[dict[str, list[Utterance]], dict[tuple[str, str], list[Speaker]]]:
+    seed = int(config["seed"])
+    sizes = config["sizes"]
+    speakers = allocate_speakers(accent_list, config, seed)
+    planner = Planner(id_to_text, wav_dir, seed)
+    accents = [a for a in accent_list if a != STANDARD]
+    sets: dict[str, list[Utterance]] = {}
+
+    n_train_std = int(sizes["train_std"])
+    sets["train_std"] = planner.utterances(_take(split.train, 0, n_train_std, "train_std"), speakers[STANDARD, "train"])
+    train_accent = list(sets["train_std"][:int(sizes["train_accent_std"])])
+    per_accent = int(sizes["train_accent_per_accent"])
+    for index, accent in enumerate(accents):
+        sentence_ids = _take(split.train, n_train_std + index * per_accent, per_accent, f"train_accent ({accent})")
+        train_accent += planner.utterances(sentence_ids, speakers[accent, "train"])
+    sets["train_accent"] = train_accent
+
+    sets["dev_std"] = planner.utterances(_take(split.dev, 0, int(sizes["dev_std"]), "dev_std"), speakers[STANDARD, "dev"])
+    dev_ids = _take(split.dev, 0, int(sizes["dev_accent_per_accent"]), "dev_accent")
+    sets["dev_accent"] = [u for accent in accents for u in planner.utterances(dev_ids, speakers[accent, "dev"])]
+
+    test_ids = _take(split.test, 0, int(sizes["test"]), "test")
+    sets["test_std"] = planner.utterances(test_ids, speakers[STANDARD, "test"])
+    for accent in accents:
+        sets[f"test_{accent}"] = planner.utterances(test_ids, speakers[accent, "test"])
+    return sets, speakers
+
+
+def unique_utterances(sets: Mapping[str, list[Utterance]]) -> list[Utterance]:
+    """Each utterance once (train_accent reuses train_std files)."""
+    seen: dict[str, Utterance] = {}
+    for utterances in sets.values():
+        for utterance in utterances:
+            seen.setdefault(utterance.utt_id, utterance)
+    return list(seen.values())
