@@ -42,7 +42,10 @@ def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | 
         conf.setdefault("num_domains", num_accents)
         if adapter.system == "mole":
             conf.setdefault("routing", "local")
-    return HDMoLEConfig.from_dict(conf, source="adapter.config")
+    try:
+        return HDMoLEConfig.from_dict(conf, source="adapter.config")
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
 
 
 def freeze_all_but(model: nn.Module, parts: list[str]) -> None:

@@ -117,10 +117,13 @@ class Trainer:
     def _fill_cache(self) -> EncoderCache | None:
         if self.config.mode not in ("router", "adapt") or not self.config.data.cache_encoder:
             return None
+        c = self.config
         cache = EncoderCache()
-        for name, loader in (("train", self.train_loader), ("dev", self.dev_loader)):
-            if loader is not None:
-                loader.batch_sampler.set_epoch(0)
+        # Every rank encodes the whole set (not its shard): the shards change from epoch to epoch.
+        for name, data_dir in (("train", c.data.train), ("dev", c.data.dev)):
+            if data_dir:
+                loader = build_dataloader(data_dir, self.accents, max_frames=c.data.max_frames, shuffle=False,
+                                          seed=c.seed, cmvn=c.data.cmvn)
                 cache.fill(self.model, loader, self.device, f"{name} set", show_progress=self.is_main)
         return cache
 
@@ -245,7 +248,7 @@ class Trainer:
             with (model.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()):
                 out = self.forward(model, batch)
                 if not self._all_finite(out["loss"]):
-                    raise NonFiniteLossError(str(float(out["loss"])))
+                    raise NonFiniteLossError(str(float(out["loss"].detach())))
                 (out["loss"] / accum).backward()
         return out, (rec.summary() if rec is not None else None)
 
