@@ -1,0 +1,174 @@
+"""Decode a data dir with a trained LLM-ASR model: Kaldi-style hypotheses and the real-time factor.
+
+    python -m hdmole.bin.decode --config exp/base/config.yaml --checkpoint exp/base/best.pt \\
+        [--adapter exp/hdmole/best.pt] --data data/test_accent --accents data/accents.txt \\
+        --out exp/hdmole/decode_test_accent [--beam 4] [--batch-frames 20000] [--nj 2]
+
+Writes ``<out>/text`` (``utt_id hyp`` lines, LC_ALL=C order), ``<out>/rtf`` (``key value`` lines: ``rtf``
+= decoding wall seconds / audio seconds, audio seconds = frames * 10 ms; model loading excluded) and
+``<out>/decode.log``. A finished output dir is skipped unless ``--force``. ``--config`` is a training
+config (the exp dir's resolved ``config.yaml``: model, tokenizer, data.cmvn) or a bare model config
+together with ``--tokenizer``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import logging
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+log = logging.getLogger("hdmole.decode")
+FRAME_SECONDS = 0.01
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m hdmole.bin.decode", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="training config (exp dir config.yaml) or model config")
+    p.add_argument("--checkpoint", required=True, action="append",
+                   help="base checkpoint(s), loaded in order (repeat the option for several)")
+    p.add_argument("--adapter", action="append", default=[], help="adapter checkpoint(s) loaded after the base")
+    p.add_argument("--data", required=True, help="Kaldi data dir with feats.scp and utt2num_frames")
+    p.add_argument("--accents", required=True, help="accents.txt (line order = domain index)")
+    p.add_argument("--out", required=True, help="output dir")
+    p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
+    p.add_argument("--batch-frames", type=int, default=20000, help="padded input frames per batch")
+    p.add_argument("--nj", type=int, default=1, help="parallel decoding processes (CPU)")
+    p.add_argument("--max-len", type=int, default=200, help="most tokens per hypothesis")
+    p.add_argument("--max-len-ratio", type=float, default=1.0,
+                   help="most tokens per speech embedding fed to the LLM (plus 2)")
+    p.add_argument("--no-length-norm", action="store_true", help="beam: rank by summed log-prob, not per token")
+    p.add_argument("--tokenizer", default=None,
+                   help="tokenizer config as YAML, e.g. '{type: sentencepiece, model: data/lang/char.model}' "
+                        "(default: the config's tokenizer section)")
+    p.add_argument("--cmvn", default=None, help="global CMVN stats (default: the config's data.cmvn; 'none': off)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")
+    return p.parse_args(argv)
+
+
+def _setup_logging(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
+    handlers = [logging.FileHandler(out / "decode.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)]
+    for h in handlers:
+        h.setFormatter(fmt)
+    root = logging.getLogger()
+    root.handlers[:] = handlers
+    root.setLevel(logging.INFO)
+
+
+def _settings(args) -> dict:
+    from hdmole.models.checkpoint import read_inference_config
+
+    model_conf, tok_conf, cmvn = read_inference_config(args.config)
+    if args.tokenizer is not None:
+        tok_conf = yaml.safe_load(args.tokenizer)
+    if tok_conf is None:
+        raise SystemExit(f"error: {args.config} has no tokenizer section; pass --tokenizer '{{type: ..., ...}}'")
+    if args.cmvn is not None:
+        cmvn = None if args.cmvn.lower() == "none" else args.cmvn
+    return {"tok_conf": tok_conf, "cmvn": cmvn}
+
+
+def decode_shard(job: dict) -> dict:
+    """Decode batches ``job_id, job_id + nj, ...`` of the data dir (run in a worker process when nj > 1)."""
+    import torch
+    from torch.utils.data import DataLoader
+    from tqdm import tqdm
+
+    from hdmole.data import AccentList, build_dataloader
+    from hdmole.decode.search import decode_batch
+    from hdmole.models.checkpoint import load_model_for_inference
+    from hdmole.text.tokenizer import build_tokenizer
+
+    torch.set_num_threads(job["threads"])
+    args = job["args"]
+    tokenizer = build_tokenizer(job["tok_conf"])
+    accents = AccentList.load(args.accents)
+    model = load_model_for_inference(args.config, list(args.checkpoint) + list(args.adapter), tokenizer=tokenizer,
+                                     num_accents=len(accents), device=args.device)
+    loader = build_dataloader(args.data, accents, max_frames=args.batch_frames, shuffle=False, seed=0,
+                              cmvn=job["cmvn"])
+    batches = loader.batch_sampler.batches[job["job_id"]:: job["nj"]]
+    shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn)
+    hyps, refs, frames = {}, {}, 0
+    start = time.perf_counter()
+    for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
+        texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
+                             max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm)
+        for utt, hyp, ref in zip(batch["utt_ids"], texts, batch["texts"]):
+            # One line per utterance in a Kaldi text file: no newlines, no leading/doubled spaces.
+            hyps[utt], refs[utt] = " ".join(hyp.split()), ref
+        frames += int(batch["feat_lens"].sum())
+    return {"hyps": hyps, "refs": refs, "frames": frames, "seconds": time.perf_counter() - start}
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _complete(out: Path, data: Path) -> bool:
+    text, rtf, wanted = out / "text", out / "rtf", data / "feats.scp"
+    if not (text.is_file() and rtf.is_file() and wanted.is_file()):
+        return False
+    done = {line.split(maxsplit=1)[0] for line in text.read_text(encoding="utf-8").splitlines() if line.strip()}
+    utts = {line.split(maxsplit=1)[0] for line in wanted.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return done == utts
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    out, data = Path(args.out), Path(args.data)
+    if args.beam < 1 or args.nj < 1 or args.batch_frames < 1:
+        raise SystemExit("error: --beam, --nj and --batch-frames must be >= 1")
+    if not args.force and _complete(out, data):
+        print(f"decode: {out}/text already covers {data}; skipping (use --force to decode again)", file=sys.stderr)
+        return 0
+    _setup_logging(out)
+    log.info("command: %s", " ".join([sys.executable, "-m", "hdmole.bin.decode", *(argv or sys.argv[1:])]))
+    settings = _settings(args)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // args.nj)
+    jobs = [{"args": args, "job_id": j, "nj": args.nj, "threads": threads, **settings} for j in range(args.nj)]
+    wall = time.perf_counter()
+    if args.nj == 1:
+        results = [decode_shard(jobs[0])]
+    else:
+        ctx = multiprocessing.get_context("spawn")  # fork after torch threads start is unsafe
+        with concurrent.futures.ProcessPoolExecutor(args.nj, mp_context=ctx) as pool:
+            results = list(pool.map(decode_shard, jobs))
+    wall = time.perf_counter() - wall
+    hyps = {utt: hyp for r in results for utt, hyp in r["hyps"].items()}
+    refs = {utt: ref for r in results for utt, ref in r["refs"].items()}
+    frames = sum(r["frames"] for r in results)
+    decode_seconds = max(r["seconds"] for r in results)  # the jobs run side by side
+    audio_seconds = frames * FRAME_SECONDS
+    for utt in sorted(hyps):
+        log.info("%s ref=%s hyp=%s", utt, refs[utt], hyps[utt])
+    _write_atomic(out / "text", "".join(f"{utt} {hyps[utt]}".rstrip() + "\n" for utt in sorted(hyps)))
+    stats = {
+        "rtf": decode_seconds / max(audio_seconds, 1e-9),
+        "cpu_rtf": sum(r["seconds"] for r in results) / max(audio_seconds, 1e-9),
+        "decode_seconds": decode_seconds, "audio_seconds": audio_seconds, "wall_seconds_with_loading": wall,
+        "utterances": len(hyps), "beam": args.beam, "nj": args.nj, "threads_per_job": threads,
+        "device": args.device,
+    }
+    _write_atomic(out / "rtf", "".join(f"{k} {v:.4f}\n" if isinstance(v, float) else f"{k} {v}\n"
+                                       for k, v in stats.items()))
+    log.info("decoded %d utterances (%.1f s of audio) in %.1f s: RTF %.4f (beam %d, nj %d); wrote %s/text",
+             len(hyps), audio_seconds, decode_seconds, stats["rtf"], args.beam, args.nj, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,259 @@
+"""The LLM-based ASR model: speech encoder -> projector -> decoder-only LLM (DESIGN.md section 3)."""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from hdmole.models.config_utils import check_keys
+from hdmole.models.encoder import SpeechEncoder, build_encoder
+from hdmole.models.inputs import IGNORE_ID, assemble_prefix, assemble_training_inputs
+from hdmole.models.llm import build_llm
+from hdmole.models.projector import Projector
+
+MODEL_KEYS = {
+    "encoder", "projector", "llm", "global_router", "ctc_weight", "accent_weight", "prompt", "use_bos",
+    "router_grad",
+}
+PROJECTOR_KEYS = {"stack", "hidden", "tail"}
+DEFAULT_PROMPT = "转写："
+
+
+class LLMASR(nn.Module):
+    """``[prompt ; projected speech ; (bos) ; text]`` into a causal LM, cross-entropy on text + eos only.
+
+    Optional parts: ``global_router`` (hdmole.nn.GlobalRouter over the encoder output, one logit per accent
+    domain; when HDMoLE layers are injected anywhere after the encoder its posterior is handed to them with
+    ``hdmole.nn.global_routing``) and ``ctc`` (Linear(encoder d, vocab + 1), blank = the extra last id
+    ``vocab_size``, so no text token is ever confused with blank).
+    """
+
+    def __init__(
+        self,
+        encoder: SpeechEncoder,
+        projector: Projector,
+        llm: nn.Module,
+        prompt_ids: list[int],
+        eos_id: int,
+        bos_id: int | None = None,
+        global_router: nn.Module | None = None,
+        ctc_vocab_size: int | None = None,
+        ctc_weight: float = 0.0,
+        accent_weight: float = 0.0,
+        router_grad: bool = False,
+    ):
+        super().__init__()
+        self.encoder, self.projector, self.llm = encoder, projector, llm
+        self.global_router = global_router
+        self.ctc = nn.Linear(encoder.output_size, ctc_vocab_size + 1) if ctc_vocab_size else None
+        self.ctc_blank = ctc_vocab_size
+        self.ctc_weight, self.accent_weight, self.router_grad = ctc_weight, accent_weight, router_grad
+        self.eos_id, self.bos_id = eos_id, bos_id
+        # Derived from the config and the tokenizer, so not part of the state dict.
+        self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
+
+    # ----- parts -------------------------------------------------------------------------------------------
+    def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
+        """Encoder only: ``(enc_out [B, T', d], enc_lens [B])``."""
+        return self.encoder(feats, feat_lens)
+
+    def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+        if self.global_router is None:
+            raise RuntimeError("this model has no global_router (set 'global_router' in the model config)")
+        return self.global_router(enc_out, enc_lens)
+
+    def route(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
+        """Utterance-level accent posterior ``[B, D]`` from the global router."""
+        return self.route_logits(enc_out, enc_lens).softmax(-1)
+
+    def has_adapters(self) -> bool:
+        from hdmole.nn import HDMoLELinear
+
+        return any(isinstance(m, HDMoLELinear) for m in self.modules())
+
+    def routing(self, probs: torch.Tensor | None):
+        """Context handing the global posterior to every injected HDMoLE layer (no-op without adapters)."""
+        if probs is None or not self.has_adapters():
+            return contextlib.nullcontext()
+        from hdmole.nn import global_routing
+
+        return global_routing(self, probs if self.router_grad else probs.detach())
+
+    def project(self, enc_out: torch.Tensor, enc_lens: torch.Tensor):
+        """Projector (call inside ``routing(probs)`` when it holds HDMoLE layers)."""
+        return self.projector(enc_out, enc_lens)
+
+    def embed_tokens(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.llm.get_input_embeddings()(ids)
+
+    def prompt_embeds(self) -> torch.Tensor:
+        return self.embed_tokens(self.prompt_ids)
+
+    def decoding_prefix(self, speech: torch.Tensor, speech_lens: torch.Tensor):
+        """Left-padded ``[prompt ; speech ; (bos)]``: (embeds, attention_mask, position_ids)."""
+        bos = None
+        if self.bos_id is not None:
+            bos = self.embed_tokens(torch.tensor([self.bos_id], device=speech.device))[0]
+        emb_dtype = self.llm.get_input_embeddings().weight.dtype
+        return assemble_prefix(self.prompt_embeds(), speech.to(emb_dtype), speech_lens, bos)
+
+    # ----- training ---------------------------------------------------------------------------------------
+    def _speech_and_route(self, batch: dict, out: dict):
+        if "enc_out" in batch:  # cached encoder outputs (frozen encoder in the router/adapt stages)
+            enc_out, enc_lens = batch["enc_out"], batch["enc_lens"]
+        else:
+            enc_out, enc_lens = self.encode(batch["feats"], batch["feat_lens"])
+        probs = None
+        if self.global_router is not None:
+            logits = self.route_logits(enc_out, enc_lens)
+            probs = logits.softmax(-1)
+            accents = batch.get("accents")
+            if accents is not None:
+                accents = accents.to(logits.device)
+                out["loss_accent"] = F.cross_entropy(logits.float(), accents)
+                out["accent_acc"] = (logits.argmax(-1) == accents).float().mean().detach()
+        return enc_out, enc_lens, probs
+
+    def _ctc_loss(self, enc_out, enc_lens, text_ids, text_lens) -> torch.Tensor:
+        log_probs = self.ctc(enc_out).float().log_softmax(-1).transpose(0, 1)  # [T, B, V+1]
+        loss = F.ctc_loss(log_probs, text_ids, enc_lens, text_lens, blank=self.ctc_blank,
+                          reduction="sum", zero_infinity=True)
+        # Normalised per target token, like the cross-entropy, so ctc_weight means the same at any length.
+        return loss / text_lens.sum().clamp(min=1)
+
+    def _text_io(self, text_ids: torch.Tensor, text_lens: torch.Tensor):
+        b = text_ids.size(0)
+        targets = torch.cat([text_ids, text_ids.new_zeros(b, 1)], dim=1)
+        targets.scatter_(1, text_lens[:, None], self.eos_id)
+        if self.bos_id is not None:
+            text_in = torch.cat([text_ids.new_full((b, 1), self.bos_id), text_ids], dim=1)
+            return text_in, text_lens + 1, targets, text_lens + 1
+        return text_ids, text_lens, targets, text_lens + 1
+
+    def forward(self, batch: dict, compute_asr: bool = True) -> dict:
+        """Losses for one batch.
+
+        ``batch``: ``feats, feat_lens`` (or cached ``enc_out, enc_lens``), ``text_ids, text_lens`` and
+        optionally ``accents``. Returns ``loss`` (total), ``loss_asr``, ``acc``, ``num_tokens`` and, where
+        they apply, ``loss_ctc``, ``loss_accent``, ``accent_acc``. ``compute_asr=False`` skips the
+        projector and the LLM (router stage): then ``loss`` is the accent cross-entropy alone.
+        """
+        out: dict = {}
+        enc_out, enc_lens, probs = self._speech_and_route(batch, out)
+        text_ids = batch["text_ids"].to(enc_out.device)
+        text_lens = batch["text_lens"].to(enc_out.device)
+        if not compute_asr:
+            if "loss_accent" not in out:
+                raise ValueError("compute_asr=False needs a global_router and batch['accents']")
+            out["loss"] = out["loss_accent"]
+            return out
+        total = 0.0
+        if self.ctc is not None:
+            out["loss_ctc"] = self._ctc_loss(enc_out, enc_lens, text_ids, text_lens)
+            total = total + self.ctc_weight * out["loss_ctc"]
+        if "loss_accent" in out:
+            total = total + self.accent_weight * out["loss_accent"]
+        with self.routing(probs):
+            speech, speech_lens = self.project(enc_out, enc_lens)
+            text_in, text_in_lens, targets, target_lens = self._text_io(text_ids, text_lens)
+            embeds, mask, positions, labels = assemble_training_inputs(
+                self.prompt_embeds(), speech.to(self.llm.get_input_embeddings().weight.dtype), speech_lens,
+                self.embed_tokens(text_in), text_in_lens, targets, target_lens,
+            )
+            hidden = self.llm.base_model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions,
+                                         use_cache=False).last_hidden_state
+            selected = labels != IGNORE_ID
+            # The LM head only on the text positions: with a 150k-token vocabulary, logits for the speech
+            # positions would dominate memory for nothing.
+            logits = self.llm.get_output_embeddings()(hidden[selected]).float()
+        gold = labels[selected]
+        out["loss_asr"] = F.cross_entropy(logits, gold)
+        out["acc"] = (logits.argmax(-1) == gold).float().mean().detach()
+        out["num_tokens"] = int(gold.numel())
+        out["loss"] = total + out["loss_asr"]
+        return out
+
+
+def _prompt_ids(prompt, tokenizer) -> list[int]:
+    if prompt is None:
+        prompt = DEFAULT_PROMPT
+    if isinstance(prompt, str):
+        return list(tokenizer.encode(prompt)) if prompt else []
+    if isinstance(prompt, (list, tuple)) and all(isinstance(i, int) for i in prompt):
+        bad = [i for i in prompt if not 0 <= i < tokenizer.vocab_size]
+        if bad:
+            raise ValueError(f"prompt ids {bad} are outside the tokenizer's vocabulary (size {tokenizer.vocab_size})")
+        return list(prompt)
+    raise ValueError(f"'prompt' must be a text string or a list of token ids, got {prompt!r}")
+
+
+def _llm_conf_for_tokenizer(llm_conf: dict, tokenizer) -> dict:
+    """A from-config LLM gets its vocabulary size and special ids from the tokenizer unless given."""
+    llm_conf = dict(llm_conf)
+    if "config" in llm_conf:
+        cfg = dict(llm_conf["config"])
+        cfg.setdefault("vocab_size", tokenizer.vocab_size)
+        for key, value in (("pad_token_id", tokenizer.pad_id), ("bos_token_id", tokenizer.bos_id),
+                           ("eos_token_id", tokenizer.eos_id)):
+            if value is not None and value >= 0:
+                cfg.setdefault(key, value)
+        if cfg["vocab_size"] < tokenizer.vocab_size:
+            raise ValueError(f"llm.config.vocab_size={cfg['vocab_size']} is smaller than the tokenizer's "
+                             f"vocabulary ({tokenizer.vocab_size}); remove it to follow the tokenizer")
+        llm_conf["config"] = cfg
+    return llm_conf
+
+
+def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR:
+    """Build an ``LLMASR`` from a YAML-style dict (see docs/model.md for every key).
+
+    ``num_accents`` (D, the number of lines of accents.txt) is needed when ``global_router`` is set, unless
+    the router config gives ``num_domains``.
+    """
+    check_keys(conf, MODEL_KEYS, "model config")
+    for key in ("encoder", "llm"):
+        if key not in conf:
+            raise ValueError(f"model config: missing required key {key!r}")
+    encoder = build_encoder(conf["encoder"])
+    llm = build_llm(_llm_conf_for_tokenizer(conf["llm"], tokenizer))
+    if llm.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
+        raise ValueError(f"the LLM's embedding table ({llm.get_input_embeddings().num_embeddings}) is smaller "
+                         f"than the tokenizer's vocabulary ({tokenizer.vocab_size})")
+    proj_conf = dict(conf.get("projector") or {})
+    check_keys(proj_conf, PROJECTOR_KEYS, "model config: projector")
+    projector = Projector(encoder.output_size, llm.get_input_embeddings().embedding_dim,
+                          stack=proj_conf.get("stack", 2), hidden=proj_conf.get("hidden", 2048),
+                          tail=proj_conf.get("tail", "pad"))
+    router = None
+    if conf.get("global_router") is not None:
+        router = _build_router(dict(conf["global_router"]), encoder.output_size, num_accents)
+    ctc_weight = float(conf.get("ctc_weight", 0.0))
+    use_bos = conf.get("use_bos", True)
+    if use_bos and (tokenizer.bos_id is None or tokenizer.bos_id < 0):
+        raise ValueError("model config: use_bos is true but the tokenizer has no bos id; set use_bos: false")
+    return LLMASR(
+        encoder, projector, llm,
+        prompt_ids=_prompt_ids(conf.get("prompt"), tokenizer),
+        eos_id=tokenizer.eos_id,
+        bos_id=tokenizer.bos_id if use_bos else None,
+        global_router=router,
+        ctc_vocab_size=tokenizer.vocab_size if ctc_weight > 0 else None,
+        ctc_weight=ctc_weight,
+        accent_weight=float(conf.get("accent_weight", 0.0)),
+        router_grad=bool(conf.get("router_grad", False)),
+    )
+
+
+def _build_router(router_conf: dict, d_in: int, num_accents: int | None) -> nn.Module:
+    from hdmole.nn import GlobalRouter
+
+    num_domains = router_conf.pop("num_domains", num_accents)
+    if num_domains is None:
+        raise ValueError("model config: global_router needs the number of accents (pass num_accents from "
+                         "accents.txt, or set global_router.num_domains)")
+    if num_accents is not None and num_domains != num_accents:
+        raise ValueError(f"global_router.num_domains={num_domains} but accents.txt lists {num_accents} accents")
+    return GlobalRouter(d_in, num_domains, **router_conf)

@@ -1,0 +1,118 @@
+"""load_model_for_inference (base + adapter checkpoints) and the decode entry point on a tiny data dir."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import yaml
+from test_models_helpers import tiny_conf
+
+from hdmole.bin.train_tokenizer import train_tokenizer
+from hdmole.decode.search import decode_batch
+from hdmole.models.checkpoint import load_model_for_inference
+from hdmole.models.llm_asr import build_model
+from hdmole.nn import HDMoLEConfig, adapter_state_dict, inject
+from hdmole.text.tokenizer import build_tokenizer
+
+torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
+UTTS = {"spk1-a": ("你好世界", "north", 83), "spk1-b": ("世界", "north", 45), "spk2-a": ("好世界你", "south", 120)}
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """A data dir with features, a char tokenizer, a training config, a base and an adapter checkpoint."""
+    root = tmp_path_factory.mktemp("decode")
+    data = root / "data"
+    data.mkdir()
+    rng = np.random.default_rng(0)
+    with kaldiio.WriteHelper(f"ark,scp:{data}/feats.ark,{data}/feats.scp") as writer:
+        for utt in sorted(UTTS):
+            writer(utt, rng.standard_normal((UTTS[utt][2], 80)).astype(np.float32))
+    lines = {"wav.scp": lambda u: f"/nonexistent/{u}.wav", "text": lambda u: UTTS[u][0],
+             "utt2spk": lambda u: u.split("-")[0], "utt2accent": lambda u: UTTS[u][1],
+             "utt2num_frames": lambda u: str(UTTS[u][2])}
+    for name, value in lines.items():
+        (data / name).write_text("".join(f"{u} {value(u)}\n" for u in sorted(UTTS)), encoding="utf-8")
+    (data / "spk2utt").write_text("spk1 spk1-a spk1-b\nspk2 spk2-a\n", encoding="utf-8")
+    (root / "accents.txt").write_text("north\nsouth\n", encoding="utf-8")
+    spm = train_tokenizer([data], root / "char")
+    tok_conf = {"type": "sentencepiece", "model": str(spm)}
+    tokenizer = build_tokenizer(tok_conf)
+    model_conf = tiny_conf(router=True, prompt="你好")
+    config = root / "config.yaml"
+    config.write_text(yaml.safe_dump({"mode": "adapt", "model": model_conf, "tokenizer": tok_conf},
+                                     allow_unicode=True), encoding="utf-8")
+    torch.manual_seed(0)
+    model = build_model(model_conf, tokenizer, num_accents=2).eval()
+    torch.save({"model": model.state_dict(), "mode": "base"}, root / "base.pt")
+    adapter_conf = HDMoLEConfig(rank=2, num_domains=2)
+    inject(model, adapter_conf, ["projector.linear1", "projector.linear2"])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "hdmole_lora_B" in name:
+                p.normal_(0, 0.3)
+    torch.save({"model": adapter_state_dict(model, extra=[model.global_router]), "mode": "adapt",
+                "adapter_config": adapter_conf.to_dict(), "target_modules": ["projector.linear1", "projector.linear2"]},
+               root / "adapter.pt")
+    return {"root": root, "data": data, "config": config, "tokenizer": tokenizer, "model": model}
+
+
+def _feats_batch(data: Path):
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    utts = sorted(UTTS)
+    arrays = [torch.from_numpy(np.array(feats[u])) for u in utts]
+    return {"feats": torch.nn.utils.rnn.pad_sequence(arrays, batch_first=True),
+            "feat_lens": torch.tensor([a.shape[0] for a in arrays])}
+
+
+def test_load_model_for_inference_base_then_adapter(setup):
+    reloaded = load_model_for_inference(setup["config"], [setup["root"] / "base.pt", setup["root"] / "adapter.pt"],
+                                        num_accents=2)
+    batch = _feats_batch(setup["data"])
+    expected = decode_batch(setup["model"].eval(), batch, setup["tokenizer"], beam=2)
+    assert decode_batch(reloaded, batch, setup["tokenizer"], beam=2) == expected
+
+
+def test_load_model_for_inference_errors(setup):
+    with pytest.raises(ValueError, match="in no checkpoint"):
+        load_model_for_inference(setup["config"], [setup["root"] / "adapter.pt"], num_accents=2)
+    with pytest.raises(FileNotFoundError, match="missing.pt"):
+        load_model_for_inference(setup["config"], [setup["root"] / "missing.pt"], num_accents=2)
+    bad = setup["root"] / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+        load_model_for_inference(setup["config"], [bad], num_accents=2)
+
+
+def test_decode_writes_one_hypothesis_per_utterance_and_rtf(setup):
+    out = setup["root"] / "decode_out"
+    cmd = [sys.executable, "-m", "hdmole.bin.decode", "--config", str(setup["config"]),
+           "--checkpoint", str(setup["root"] / "base.pt"), "--adapter", str(setup["root"] / "adapter.pt"),
+           "--data", str(setup["data"]), "--accents", str(setup["root"] / "accents.txt"), "--out", str(out),
+           "--beam", "2", "--batch-frames", "200", "--threads", "1"]
+    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    run = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    lines = (out / "text").read_text(encoding="utf-8").splitlines()
+    assert [line.split(maxsplit=1)[0] for line in lines] == sorted(UTTS)
+    expected = decode_batch(setup["model"].eval(), _feats_batch(setup["data"]), setup["tokenizer"], beam=2)
+    assert [(line.split(maxsplit=1) + [""])[1] for line in lines] == [" ".join(h.split()) for h in expected]
+    rtf = dict(line.split() for line in (out / "rtf").read_text().splitlines())
+    assert float(rtf["rtf"]) > 0 and int(rtf["utterances"]) == 3
+    assert abs(float(rtf["audio_seconds"]) - sum(v[2] for v in UTTS.values()) * 0.01) < 1e-6
+    assert "RTF" in (out / "decode.log").read_text(encoding="utf-8")
+    again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0 and "skipping" in again.stderr
+    # Two parallel jobs (spawned processes) give the same hypotheses.
+    parallel = subprocess.run(cmd + ["--nj", "2", "--force"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=180)
+    assert parallel.returncode == 0, parallel.stderr[-2000:]
+    assert (out / "text").read_text(encoding="utf-8").splitlines() == lines
+    assert dict(line.split() for line in (out / "rtf").read_text().splitlines())["nj"] == "2"
