@@ -150,3 +150,49 @@ def test_compute_fbank_rejects_bad_data_dir_before_writing(tmp_path, caplog, fil
     assert compute_fbank.main(["--accents", str(tmp_path / "accents.txt"), str(data), str(tmp_path / "fbank")]) == 1
     assert message in caplog.text
     assert snapshot(data) == before and not [p for p in (tmp_path / "fbank").iterdir() if p.name != "log"]
+
+
+def test_whisper_features_match_whisper_log_mel_and_switching_type_recomputes(tmp_path):
+    from hdmole.models.features import whisper_log_mel
+
+    data = make_data_dir(tmp_path)
+    feat_dir = tmp_path / "fbank"
+    assert compute_fbank.main(["--feature-type", "whisper", "--num-mel-bins", "128", str(data), str(feat_dir)]) == 0
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    loaded = DataDir.load(data, require_feats=True)
+    for utt in loaded.utt_ids:
+        samples, _ = read_wav(f"{tmp_path}/wavs/{utt}.wav")
+        expected = whisper_log_mel(samples, 16000, num_mel_bins=128)
+        assert feats[utt].shape == (len(samples) // 160, 128)  # 10 ms hop, no 30 s padding
+        np.testing.assert_allclose(feats[utt], expected, rtol=0, atol=0)
+        assert loaded.utt2num_frames[utt] == expected.shape[0]
+    recorded = json.loads((feat_dir / "fbank_config.json").read_text())
+    assert recorded["feature_type"] == "whisper" and recorded["num_mel_bins"] == 128
+
+    # Same options: skipped. Other options (fbank now): the features are recomputed, not silently kept.
+    before = (data / "feats.scp").stat().st_mtime_ns
+    assert compute_fbank.main(["--feature-type", "whisper", "--num-mel-bins", "128", str(data), str(feat_dir)]) == 0
+    assert (data / "feats.scp").stat().st_mtime_ns == before
+    assert compute_fbank.main([str(data), str(feat_dir)]) == 0
+    again = kaldiio.load_scp(str(data / "feats.scp"))
+    assert all(again[utt].shape[1] == 80 for utt in loaded.utt_ids)
+    assert json.loads((feat_dir / "fbank_config.json").read_text())["feature_type"] == "fbank"
+
+
+def test_whisper_feature_options_are_checked(tmp_path, capsys):
+    data = make_data_dir(tmp_path)
+    with pytest.raises(SystemExit):
+        compute_fbank.main(["--feature-type", "whisper", "--num-mel-bins", "40", str(data), str(tmp_path / "f")])
+    assert "80 (large-v2, small, ...) or 128 (large-v3)" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="16 kHz"):
+        FbankConfig(feature_type="whisper", sample_rate=8000)
+    with pytest.raises(ValueError, match="feature_type must be one of"):
+        FbankConfig(feature_type="mfcc")
+
+
+def test_whisper_features_reject_audio_longer_than_30s(tmp_path, caplog):
+    data = make_data_dir(tmp_path)
+    line = break_entry(data, "spkA-002", str(make_wav(tmp_path / "long.wav", 30.5)))
+    assert compute_fbank.main(["--feature-type", "whisper", str(data), str(tmp_path / "fbank")]) == 1
+    assert f"wav.scp:{line}: utterance 'spkA-002'" in caplog.text and "longer than Whisper's 30 s window" in caplog.text
+    assert not (data / "feats.scp").exists()

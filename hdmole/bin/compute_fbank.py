@@ -1,6 +1,9 @@
-"""Extract 80-dim Kaldi-compatible log-mel fbank features for a data dir (kaldi-native-fbank + kaldiio).
+"""Extract log-mel features for a data dir: 80-dim Kaldi-compatible fbank (kaldi-native-fbank), or
+Whisper's own log-mel for a pre-trained Whisper encoder (--feature-type whisper; 80 bins, or 128 for
+whisper-large-v3), written with kaldiio.
 
-    python -m hdmole.bin.compute_fbank [--nj N] [--sample-rate 16000] [--num-mel-bins 80] <data_dir> <feat_dir>
+    python -m hdmole.bin.compute_fbank [--nj N] [--feature-type fbank|whisper] [--sample-rate 16000]
+        [--num-mel-bins 80] <data_dir> <feat_dir>
 
 Writes `<feat_dir>/feats.{1..N}.ark/.scp` (one pair per job), then `<data_dir>/feats.scp` (absolute ark
 paths, as Kaldi's make_fbank.sh writes them) and `<data_dir>/utt2num_frames`; logs to
@@ -8,7 +11,9 @@ paths, as Kaldi's make_fbank.sh writes them) and `<data_dir>/utt2num_frames`; lo
 
 All-or-nothing: everything is written under temporary names and renamed only after every utterance
 succeeded; on any failure the temporaries are removed and earlier outputs (a complete feats.scp) are left
-as they were. A data dir whose feats.scp already covers every utterance is skipped unless --force.
+as they were. A data dir whose feats.scp already covers every utterance is skipped unless --force, or
+unless its features were made with other options (`<feat_dir>/fbank_config.json`): then they are recomputed.
+Whisper features of an utterance longer than Whisper's 30 s window are an error naming the utterance.
 """
 
 from __future__ import annotations
@@ -34,6 +39,27 @@ from hdmole.data.table import read_kaldi_table
 
 log = logging.getLogger("hdmole.compute_fbank")
 SOURCE_STAMP = "source_data_dir"
+CONFIG_STAMP = "fbank_config.json"
+WHISPER_MAX_FRAMES = 3000  # 30 s at 10 ms: the most a pre-trained Whisper encoder has positions for
+
+
+def features_of(samples: np.ndarray, config: FbankConfig) -> np.ndarray:
+    """[T, num_mel_bins] features of one utterance, of the configured type."""
+    if config.feature_type == "fbank":
+        return compute_fbank(samples, config)
+    # Whisper's log-mel lives with the Whisper encoder that needs it (hdmole.models.features).
+    from hdmole.models.features import whisper_log_mel
+
+    # Checked on the samples: WhisperFeatureExtractor silently truncates longer audio to 30 s.
+    if len(samples) > WHISPER_MAX_FRAMES * config.sample_rate // 100:
+        raise DataError(
+            f"audio of {len(samples) / config.sample_rate:.1f} s is longer than Whisper's 30 s window; remove or "
+            "segment the utterance (e.g. utils/subset_data_dir.sh / utils/fix_data_dir.sh)"
+        )
+    feats = whisper_log_mel(samples, config.sample_rate, config.num_mel_bins)
+    if feats.shape[0] == 0:
+        raise DataError(f"audio of {len(samples)} samples is shorter than one 10 ms frame; remove the utterance")
+    return feats
 
 
 def _extract(task: tuple[str, str, str, FbankConfig]) -> tuple[str, np.ndarray]:
@@ -41,7 +67,7 @@ def _extract(task: tuple[str, str, str, FbankConfig]) -> tuple[str, np.ndarray]:
     utt, entry, where, config = task
     try:
         samples, _ = read_wav(entry, expected_sample_rate=config.sample_rate)
-        return utt, compute_fbank(samples, config)
+        return utt, features_of(samples, config)
     except DataError as error:
         raise DataError(f"{where}: utterance {utt!r}: {error}") from None
 
@@ -124,11 +150,24 @@ def extract_all(data: DataDir, feat_dir: Path, config: FbankConfig, num_jobs: in
     return renames
 
 
+def recorded_config(feat_dir: Path) -> dict | None:
+    """The options the features in `feat_dir` were made with (None when unknown)."""
+    try:
+        recorded = json.loads((feat_dir / CONFIG_STAMP).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    recorded.setdefault("feature_type", "fbank")  # written before feature types existed
+    return recorded
+
+
 def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, force: bool, accents: Path | None = None) -> None:
     data = DataDir.load(data_dir, accents, ignore_feats=True)
     if not force and features_complete(data_dir):
-        log.info("%s/feats.scp already covers all %d utterances; skipping (use --force to recompute)", data_dir, len(data))
-        return
+        recorded = recorded_config(feat_dir)
+        if recorded is None or recorded == config.as_dict():
+            log.info("%s/feats.scp already covers all %d utterances; skipping (use --force to recompute)", data_dir, len(data))
+            return
+        log.info("%s: features were made with %s; recomputing with %s", feat_dir, recorded, config.as_dict())
     claim_feat_dir(feat_dir, data_dir)
     start = time.time()
     renames = None
@@ -141,7 +180,7 @@ def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, forc
     for temp, final in zip(renames["temp"], renames["final"]):
         temp.replace(final)
     (feat_dir / SOURCE_STAMP).write_text(f"{data_dir}\n", encoding="utf-8")
-    (feat_dir / "fbank_config.json").write_text(json.dumps(config.as_dict(), indent=1) + "\n", encoding="utf-8")
+    (feat_dir / CONFIG_STAMP).write_text(json.dumps(config.as_dict(), indent=1) + "\n", encoding="utf-8")
     # Re-read what we wrote: catches a broken scp before any later stage trusts it.
     read_kaldi_table(data_dir / "feats.scp")
     log.info("wrote %s/feats.scp and utt2num_frames in %.1f s", data_dir, time.time() - start)
@@ -152,8 +191,10 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m hdmole.bin.compute_fbank", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--nj", type=int, default=1, help="number of parallel jobs (and of ark files)")
+    parser.add_argument("--feature-type", choices=("fbank", "whisper"), default="fbank",
+                        help="fbank: Kaldi fbank; whisper: Whisper's log-mel (for a pre-trained Whisper encoder)")
     parser.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate; other rates are an error")
-    parser.add_argument("--num-mel-bins", type=int, default=80)
+    parser.add_argument("--num-mel-bins", type=int, default=80, help="mel bins (whisper: 80, or 128 for large-v3)")
     parser.add_argument("--dither", type=float, default=0.0, help="Kaldi dither (0 = reproducible features)")
     parser.add_argument("--force", action="store_true", help="recompute even if feats.scp is complete")
     parser.add_argument("--accents", type=Path, help="accents.txt: also check every utt2accent entry before extracting")
@@ -165,7 +206,11 @@ def main(argv: list[str] | None = None) -> int:
     data_dir, feat_dir = args.data_dir.resolve(), args.feat_dir.resolve()
     setup_stage_logging(feat_dir / "log" / "compute_fbank.log")
     log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
-    config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither)
+    try:
+        config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither,
+                             feature_type=args.feature_type)
+    except ValueError as error:
+        parser.error(str(error))
     try:
         run(data_dir, feat_dir, config, args.nj, args.force, args.accents)
     except DataError as error:

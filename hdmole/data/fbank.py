@@ -1,4 +1,9 @@
-"""Kaldi-compatible log-mel filterbank features (kaldi-native-fbank), shared by compute_fbank and on-the-fly use."""
+"""Kaldi-compatible log-mel filterbank features (kaldi-native-fbank), shared by compute_fbank and on-the-fly use.
+
+`FbankConfig.feature_type` also records which extractor compute_fbank used: ``fbank`` (this module) or
+``whisper`` (Whisper's own log-mel, ``hdmole.models.features.whisper_log_mel``, for a pre-trained Whisper
+encoder; only ``sample_rate`` and ``num_mel_bins`` apply to it).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,10 @@ import kaldi_native_fbank as knf
 import numpy as np
 
 from hdmole.data.errors import DataError
+
+
+FEATURE_TYPES = ("fbank", "whisper")
+WHISPER_MEL_BINS = (80, 128)  # large-v3 uses 128 bins, every other Whisper 80
 
 
 @dataclass(frozen=True)
@@ -22,6 +31,17 @@ class FbankConfig:
     low_freq: float = 20.0
     high_freq: float = 0.0  # <= 0 means Nyquist + high_freq, as in Kaldi
     snip_edges: bool = True
+    feature_type: str = "fbank"  # fbank | whisper (see the module docstring)
+
+    def __post_init__(self) -> None:
+        if self.feature_type not in FEATURE_TYPES:
+            raise ValueError(f"feature_type must be one of {', '.join(FEATURE_TYPES)}, not {self.feature_type!r}")
+        if self.feature_type == "whisper":
+            if self.sample_rate != 16000:
+                raise ValueError(f"whisper features need 16 kHz audio, not {self.sample_rate} Hz; resample (e.g. sox) first")
+            if self.num_mel_bins not in WHISPER_MEL_BINS:
+                raise ValueError(f"whisper features have 80 (large-v2, small, ...) or 128 (large-v3) mel bins, "
+                                 f"not {self.num_mel_bins}; use the encoder's num_mel_bins")
 
     def to_options(self) -> knf.FbankOptions:
         options = knf.FbankOptions()
