@@ -85,6 +85,10 @@ def test_load_model_for_inference_errors(setup):
         load_model_for_inference(setup["config"], [setup["root"] / "adapter.pt"], num_accents=2)
     with pytest.raises(FileNotFoundError, match="missing.pt"):
         load_model_for_inference(setup["config"], [setup["root"] / "missing.pt"], num_accents=2)
+    stripped = setup["root"] / "adapter_without_config.pt"
+    torch.save({"model": torch.load(setup["root"] / "adapter.pt")["model"]}, stripped)
+    with pytest.raises(ValueError, match="no 'adapter_config' and 'target_modules'"):
+        load_model_for_inference(setup["config"], [setup["root"] / "base.pt", stripped], num_accents=2)
     bad = setup["root"] / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     with pytest.raises(RuntimeError, match="cannot read checkpoint"):

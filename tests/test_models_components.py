@@ -126,3 +126,16 @@ def test_llm_config_errors():
         build_llm({"type": "qwen2"})
     with pytest.raises(ValueError, match="dtype"):
         build_llm({"type": "qwen2", "config": {}, "dtype": "fp8"})
+
+
+def test_whisper_log_mel_has_true_length_and_whisper_scaling():
+    import numpy as np
+
+    from hdmole.models.features import whisper_log_mel
+
+    wav = (np.random.default_rng(0).standard_normal(16000) * 3000).astype(np.float32)  # 1 s, int16 scale
+    feats = whisper_log_mel(wav, 16000, num_mel_bins=80)
+    assert feats.shape == (100, 80)  # 10 ms hop, no padding to 30 s
+    assert feats.max() - feats.min() <= 2.0 + 1e-5  # Whisper clamps to 8 (log10) below the max, then / 4
+    with pytest.raises(ValueError, match="16 kHz"):
+        whisper_log_mel(wav, 8000)

@@ -39,6 +39,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m hdmole.bin.bench_decode", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--utts", type=int, default=16, help="utterances (2-6 s of random features)")
+    p.add_argument("--batch-size", type=int, default=8, help="utterances per batch (length-sorted)")
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (1: on a shared, loaded machine more threads spin and run slower)")
     p.add_argument("--vocab", type=int, default=1200, help="LLM vocabulary (characters)")
@@ -67,10 +68,12 @@ def main(argv=None) -> int:
     # Speech embeddings per second: 100 frames / 4 (subsampling) / 2 (stacking) = 12.5.
     ratio = args.tokens_per_second / 12.5
 
+    order = torch.argsort(frames).tolist()  # as hdmole.data buckets them: similar lengths together
+
     def batches(batched: bool):
-        if batched:
-            return [{"feats": feats, "feat_lens": frames}]
-        return [{"feats": feats[i : i + 1, : int(frames[i])], "feat_lens": frames[i : i + 1]} for i in range(args.utts)]
+        size = args.batch_size if batched else 1
+        groups = [order[i : i + size] for i in range(0, args.utts, size)]
+        return [{"feats": feats[g, : int(frames[g].max())], "feat_lens": frames[g]} for g in groups]
 
     def timed(fn, batched: bool) -> tuple[float, float, int]:
         """Best wall and CPU seconds over the repeats. With one thread the CPU time of this process is the
@@ -90,10 +93,14 @@ def main(argv=None) -> int:
         ("beam 4, generate()", lambda b: hf_generate(model, b, beam=4, max_len_ratio=ratio)),
     ]
     print(f"mini model, random weights: {sum(p.numel() for p in model.parameters()) / 1e6:.1f} M parameters; "
-          f"{args.utts} utterances, {audio_seconds:.1f} s of audio; {args.threads} thread(s); "
+          f"{args.utts} utterances, {audio_seconds:.1f} s of audio, batches of {args.batch_size}; {args.threads} thread(s); "
           f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     print(f"{'setting':<20} {'batching':<11} {'wall s':>7} {'RTF':>7} {'CPU s':>7} {'CPU RTF':>8} {'tokens':>6}")
     with torch.no_grad():
+        for batched in (True, False):
+            wall, cpu, _ = timed(lambda b: [[]] * int(model.encode(b["feats"], b["feat_lens"])[1].numel()), batched)
+            print(f"{'encoder only':<20} {'batched' if batched else 'one by one':<11} {wall:7.2f} "
+                  f"{wall / audio_seconds:7.4f} {cpu:7.2f} {cpu / audio_seconds:8.4f} {'-':>6}", flush=True)
         for name, fn in settings:
             for batched in (True, False):
                 wall, cpu, tokens = timed(fn, batched)

@@ -76,6 +76,11 @@ def read_inference_config(path: str | os.PathLike) -> tuple[dict, dict | None, s
 
 def _load_into(model: nn.Module, state: dict, path) -> set[str]:
     result = model.load_state_dict(state, strict=False)
+    if any("hdmole_" in key for key in result.unexpected_keys):
+        raise ValueError(
+            f"checkpoint {path} holds HDMoLE adapter tensors (e.g. {result.unexpected_keys[:2]}) but no "
+            "'adapter_config' and 'target_modules' saying how to inject them; re-save it with both"
+        )
     if result.unexpected_keys:
         raise ValueError(
             f"checkpoint {path} holds tensors this model does not have, e.g. {result.unexpected_keys[:3]}: "

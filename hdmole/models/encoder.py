@@ -112,7 +112,7 @@ class WhisperSpeechEncoder(SpeechEncoder):
 
     transformers 5.24's ``WhisperEncoder.forward`` raises unless the input has exactly
     ``2 * max_source_positions`` frames (30 s) and always adds all positional embeddings. Paying for 30 s
-    of padding on 3-5 s utterances makes the encoder ~6-10x slower, so -- as several LLM-ASR codebases do --
+    of padding on 3-5 s utterances puts 6-10x the frames through the encoder, so -- as several LLM-ASR codebases do --
     this wrapper re-runs the same sub-modules (conv1, conv2, embed_positions, layers, layer_norm, with the
     loaded weights) on input padded only to the batch maximum, adding the first T' positional embeddings.
     Padded key frames are masked out of self-attention (``mask_padding``, default true) and padded frames
