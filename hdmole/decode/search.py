@@ -26,8 +26,8 @@ DEFAULT_MAX_LEN_RATIO = 1.0
 def token_limits(speech_lens: torch.Tensor, max_len: int | None, max_len_ratio: float) -> list[int]:
     """Most new tokens per utterance: ``ceil(max_len_ratio * speech embeddings) + 2``, capped at max_len.
 
-    One token per speech embedding (80 ms with the mini model's 4x subsampling and 2x stacking) is far
-    above Mandarin's ~5 characters per second, so the ratio only stops runaway repetitions.
+    One token per speech embedding (subsampling x stack x 10 ms: 80-160 ms for the mini models) is above
+    Mandarin's ~4-5 characters per second, so the default ratio only stops runaway repetitions.
     """
     cap = DEFAULT_MAX_LEN if max_len is None else max_len
     return [max(1, min(cap, math.ceil(max_len_ratio * int(n)) + 2)) for n in speech_lens]
