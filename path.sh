@@ -1,5 +1,5 @@
 # Sourced by every recipe (egs/*/run.sh) and by tools/run_tests.sh: the environment hdmole runs in.
-HDMOLE_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HDMOLE_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")" && pwd)  # recipes link to this file
 export HDMOLE_ROOT
 if [ ! -f "$HDMOLE_ROOT/tools/venv/bin/activate" ]; then
   echo "path.sh: $HDMOLE_ROOT/tools/venv is missing; run $HDMOLE_ROOT/tools/install.sh first" >&2

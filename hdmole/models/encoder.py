@@ -80,7 +80,7 @@ class ConformerSpeechEncoder(SpeechEncoder):
     padding before the convolution module's depthwise conv (see the hook docstrings; docs/model.md).
     """
 
-    def __init__(self, input_size: int = 80, exact_padding: bool = True, **kwargs):
+    def __init__(self, input_size: int = 80, exact_padding: bool = True, frame_stack: int = 1, **kwargs):
         super().__init__()
         # Imported lazily: importing espnet is slow and the Whisper path does not need it.
         from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
@@ -88,6 +88,15 @@ class ConformerSpeechEncoder(SpeechEncoder):
         valid = set(inspect.signature(ConformerEncoder.__init__).parameters) - {"self", "input_size"}
         check_keys(kwargs, valid | {"exact_padding"}, "encoder (type: conformer)")
         self.input_size = input_size
+        # frame_stack = k: a low-frame-rate front end (as Paraformer's LFR): k consecutive frames are
+        # concatenated (the tail padded) before the encoder, whose input layer is then usually "linear".
+        # On 2 CPU cores ESPnet's conv2d8 subsampling took ~85% of the encoder's time (1.6 s vs 0.23 s
+        # for 32 x 3 s utterances, forward + backward); stacking 8 frames into a linear layer gives the
+        # same 12.5 frames/s for a seventh of the cost.
+        self.frame_stack = int(frame_stack)
+        if self.frame_stack < 1:
+            raise ValueError(f"encoder frame_stack must be >= 1, got {frame_stack}")
+        input_size = input_size * self.frame_stack
         # ESPnet's constructor default "legacy" is deprecated, and its relative-position attention makes
         # an utterance's output depend on its batch's padded length; "latest" (ESPnet recipes' choice) does not.
         kwargs.setdefault("rel_pos_type", "latest")
@@ -103,8 +112,23 @@ class ConformerSpeechEncoder(SpeechEncoder):
 
     def forward(self, feats: torch.Tensor, feat_lens: torch.Tensor):
         self._check_feats(feats, feat_lens)
+        if self.frame_stack > 1:
+            feats, feat_lens = stack_frames(feats, feat_lens, self.frame_stack)
         out, out_lens, _ = self.conformer(feats, feat_lens)
         return out, out_lens
+
+
+def stack_frames(feats: torch.Tensor, feat_lens: torch.Tensor, k: int):
+    """``[B, T, F] -> [B, ceil(T/k), k*F]``: k consecutive frames side by side; each utterance's tail
+    is padded with zeros, so no frame of one utterance depends on the batch's padding."""
+    b, t, f = feats.shape
+    pad = (-t) % k
+    if pad:
+        feats = torch.nn.functional.pad(feats, (0, 0, 0, pad))
+    # Zero each utterance's frames past its length, so a partly filled last group is the same in any batch.
+    mask = torch.arange(feats.size(1), device=feats.device)[None, :] < feat_lens[:, None]
+    feats = feats * mask[..., None].to(feats.dtype)
+    return feats.reshape(b, -1, k * f), torch.div(feat_lens + k - 1, k, rounding_mode="floor")
 
 
 class WhisperSpeechEncoder(SpeechEncoder):

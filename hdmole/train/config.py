@@ -159,11 +159,17 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
         raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    parsed = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, value = item.split("=", 1)
-        set_by_path(raw, key, yaml.safe_load(value))
+        parsed.append((key, yaml.safe_load(value)))
+    # Overrides inside the model config apply after the model YAML is inlined (a `model=...` override
+    # may itself name another model YAML).
+    for key, value in parsed:
+        if not key.startswith("model."):
+            set_by_path(raw, key, value)
     if isinstance(raw.get("model"), str):
         model_path = Path(raw["model"])
         if not model_path.is_absolute() and not model_path.exists():
@@ -171,6 +177,9 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
         if not model_path.is_file():
             raise ConfigError(f"{path}: model config {raw['model']} does not exist")
         raw["model"] = yaml.safe_load(model_path.read_text(encoding="utf-8"))
+    for key, value in parsed:
+        if key.startswith("model."):
+            set_by_path(raw, key, value)
     if isinstance(raw.get("init"), str):
         raw["init"] = [raw["init"]]
     config = _build(TrainConfig, raw, "", str(path))
