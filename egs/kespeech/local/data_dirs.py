@@ -1,0 +1,83 @@
+"""Kaldi data dirs for egs/kespeech stage 0: the utterance record, the id rule, and atomic writing.
+
+A data dir holds ``wav.scp text utt2spk spk2utt utt2accent``, every file sorted by key in byte order
+(LC_ALL=C), as DESIGN.md section 5 and utils/validate_data_dir.sh want.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from hdmole.data.errors import DataError
+from hdmole.data.table import byte_order_key
+
+
+@dataclass(frozen=True)
+class Utterance:
+    utt_id: str
+    speaker: str
+    accent: str
+    text: str
+    wav: Path
+    origin: str  # file:line it came from, for error messages
+
+
+def kaldi_utt_id(speaker: str, corpus_id: str) -> str:
+    """Kaldi wants utterance ids to start with their speaker id (so that sorting utt2spk also sorts
+    spk2utt). A corpus id that already does is kept; otherwise it becomes ``<speaker>-<corpus id>``
+    (AISHELL-1: ``BAC009S0002W0122`` of speaker ``S0002`` -> ``S0002-BAC009S0002W0122``)."""
+    return corpus_id if corpus_id.startswith(speaker) else f"{speaker}-{corpus_id}"
+
+
+def _write_table(path: Path, rows: Iterable[tuple[str, str]]) -> None:
+    rows = sorted(rows, key=lambda row: byte_order_key(row[0]))
+    path.write_text("".join(f"{key} {value}\n" for key, value in rows), encoding="utf-8")
+
+
+def check_unique(utterances: Sequence[Utterance], name: str) -> None:
+    seen: dict[str, Utterance] = {}
+    for utt in utterances:
+        if utt.utt_id in seen:
+            raise DataError(
+                f"{name}: utterance id {utt.utt_id!r} occurs twice ({seen[utt.utt_id].origin} and {utt.origin}); "
+                "the sets combined into one data dir must not share utterances: remove one of them"
+            )
+        seen[utt.utt_id] = utt
+
+
+def write_data_dir(directory: Path, utterances: Sequence[Utterance]) -> None:
+    if not utterances:
+        raise DataError(f"{directory}: no utterances left for this set; check the corpus paths and the cleaning log")
+    check_unique(utterances, str(directory))
+    directory.mkdir(parents=True, exist_ok=True)
+    _write_table(directory / "wav.scp", ((u.utt_id, str(u.wav)) for u in utterances))
+    _write_table(directory / "text", ((u.utt_id, u.text) for u in utterances))
+    _write_table(directory / "utt2spk", ((u.utt_id, u.speaker) for u in utterances))
+    _write_table(directory / "utt2accent", ((u.utt_id, u.accent) for u in utterances))
+    by_speaker: dict[str, list[str]] = {}
+    for utt in sorted(utterances, key=lambda u: byte_order_key(u.utt_id)):
+        by_speaker.setdefault(utt.speaker, []).append(utt.utt_id)
+    _write_table(directory / "spk2utt", ((spk, " ".join(ids)) for spk, ids in by_speaker.items()))
+
+
+def accent_counts(utterances: Iterable[Utterance]) -> dict[str, int]:
+    return dict(sorted(Counter(u.accent for u in utterances).items()))
+
+
+def replace_data_dirs(staging: Path, out: Path, names: Sequence[str]) -> None:
+    """Moves every finished dir of ``staging`` into ``out``: a failure before this point leaves ``out``
+    as it was (nothing already written is lost). Only the small Kaldi files are replaced; files stage 1
+    adds later (feats.scp, utt2num_frames) do not live in these dirs (see run.sh)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        target = out / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        elif target.exists():
+            target.unlink()
+        (staging / name).replace(target)
+    shutil.rmtree(staging, ignore_errors=True)

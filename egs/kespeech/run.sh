@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# egs/kespeech: adapt a pre-trained LLM-based ASR model (Whisper encoder -> projector -> Qwen2) from
+# standard Mandarin (AISHELL-1, source domain) to the KeSpeech subdialects (target domain), with every
+# comparison system of the HDMoLE tables. README.md says what to download, how long each stage takes
+# and what to expect.
+#
+#   0 data     KeSpeech v1.0 + AISHELL-1 -> Kaldi data dirs with utt2accent (local/prepare_data.py)
+#   1-7        the shared stages of ../TEMPLATE/hdmole.sh: features (Whisper log-mel), lm (skipped: the
+#              LLM is pre-trained), base (projector on AISHELL-1), router, adapt (every system),
+#              decode, report
+#
+#   ./run.sh --stage 0 --stop-stage 0 --kespeech-root /data/KeSpeech --aishell-root /data/aishell
+#   ./run.sh --stage 1 --model small --ngpu 1
+#   ./run.sh --stage 3 --model large --ngpu 8
+set -euo pipefail
+. ./path.sh
+. ./db.sh
+
+stage=0
+stop_stage=7
+ngpu=0                      # >0: training with torchrun on that many GPUs, decoding on the GPU
+nj=8                        # parallel jobs for feature extraction (and CPU decoding)
+kespeech_root=$KESPEECH     # defaults in db.sh
+aishell_root=$AISHELL
+model=large                 # large (whisper-large-v3 + Qwen2-7B) | small (whisper-small + Qwen2-0.5B)
+model_conf=""               # a model YAML; default conf/model_<model>.yaml
+num_mel_bins=""             # default: the encoder's (local/model_info.py)
+systems="full_ft lora mole_top1 mole_top2 mole_dense hdmole_no_global hdmole_no_threshold hdmole"
+std_test=test_aishell
+accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern test_Lan-Yin test_Jiang-Huai test_Ji-Lu test_Jiao-Liao"
+exp_dir=""                  # default exp/<model config name>
+beam=1
+decode_batch_frames=20000
+train_args=""               # extra hdmole.bin.train arguments, e.g. "--override optim.max_steps=100"
+help_message="Usage: $0 [options]  (run inside egs/kespeech; see README.md)"
+. utils/parse_options.sh
+
+log() { echo "$(date '+%F %T') [run.sh] $*" >&2; }
+[ -n "$model_conf" ] || model_conf=conf/model_${model}.yaml
+[ -f "$model_conf" ] || { log "ERROR: model config $model_conf not found (--model large|small or --model-conf FILE)"; exit 1; }
+[ -n "$exp_dir" ] || exp_dir=exp/$(basename "$model_conf" .yaml)
+
+if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
+  log "stage 0: data dirs from $kespeech_root (KeSpeech) and $aishell_root (AISHELL-1)"
+  python local/prepare_data.py --kespeech-root "$kespeech_root" --aishell-root "$aishell_root" --out data \
+    --text-cleaning conf/text_cleaning.yaml
+  for dir in data/*/; do
+    [ -f "$dir/wav.scp" ] || continue
+    utils/validate_data_dir.sh --accents data/accents.txt "$dir"
+  done
+  log "stage 0 done: $(ls -d data/*/ | wc -l) data dirs; kept/dropped per subdialect in data/local/prep_summary.md"
+fi
+[ "$stop_stage" -ge 1 ] || exit 0
+
+# The features follow the encoder (Whisper log-mel with its number of mel bins), so each feature type
+# gets its own copy of the data dirs (data/whisper<bins>/<set>, as Kaldi's data/<set>_hires) and dump
+# dir: the small and the large model can be run side by side.
+info=$(python local/model_info.py "$model_conf")
+tokenizer=$(echo "$info" | sed -n 's/^tokenizer=//p')
+[ -n "$num_mel_bins" ] || num_mel_bins=$(echo "$info" | sed -n 's/^num_mel_bins=//p')
+feat_data=data/whisper$num_mel_bins
+mkdir -p "$feat_data"
+for dir in data/*/; do
+  set_name=$(basename "$dir")
+  [ -f "$dir/wav.scp" ] || continue
+  mkdir -p "$feat_data/$set_name"
+  changed=false
+  for f in wav.scp text utt2spk spk2utt utt2accent; do
+    if ! cmp -s "$dir/$f" "$feat_data/$set_name/$f"; then cp "$dir/$f" "$feat_data/$set_name/$f"; changed=true; fi
+  done
+  # Stage 0 changed the set: its features are stale.
+  $changed && rm -f "$feat_data/$set_name/feats.scp" "$feat_data/$set_name/utt2num_frames"
+done
+[ -f data/accents.txt ] && cp data/accents.txt "$feat_data/accents.txt"
+
+decode_args=""
+[ "$ngpu" -gt 0 ] && decode_args="--device cuda --nj 1"
+first=$stage; [ "$first" -ge 1 ] || first=1
+log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
+../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --ngpu "$ngpu" --nj "$nj" \
+  --systems "$systems" \
+  --source-train train_aishell --source-dev dev_aishell \
+  --target-train train_kespeech --target-dev dev_kespeech \
+  --std-test "$std_test" --accent-tests "$accent_tests" \
+  --tokenizer-conf "$tokenizer" \
+  --feature-type whisper --num-mel-bins "$num_mel_bins" --use-cmvn false \
+  --data-dir "$feat_data" --dump-dir "dump/whisper$num_mel_bins" --exp-dir "$exp_dir" \
+  --beam "$beam" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
+  --train-args "--override model=$model_conf $train_args"

@@ -1,0 +1,223 @@
+"""egs/kespeech stages 1-7 through run.sh and ../TEMPLATE/hdmole.sh on fake KeSpeech/AISHELL-1 trees, with
+the recipe's own conf/model_small.yaml pointed at tiny random Whisper and Qwen2 models (and a tokenizer)
+saved with save_pretrained here: the real loading path (from_pretrained on a local dir, the LLM's own HF
+tokenizer, Whisper log-mel features, no CMVN, bf16 LLM), one training step per stage, decoding and the
+report, all on CPU (ngpu 0)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import kaldiio
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from test_kespeech_data import (RECIPE, SENTENCES, make_aishell, make_kespeech, recipe_checkout, run_recipe,
+                                voice_wavs)  # noqa: F401 (voice_wavs is a fixture)
+
+PROMPT = "转写："
+
+
+def save_tiny_models(root: Path) -> tuple[Path, Path]:
+    """A tiny Whisper (80 mel bins) and a tiny Qwen2 with a character tokenizer in the same dir, as a
+    downloaded hub model would be."""
+    from tokenizers import Tokenizer as RawTokenizer
+    from tokenizers.decoders import Fuse
+    from tokenizers.models import WordLevel
+    from tokenizers.pre_tokenizers import Split
+    from transformers import (PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, WhisperConfig,
+                              WhisperForConditionalGeneration)
+
+    torch.manual_seed(0)
+    whisper_dir, qwen_dir = root / "whisper-tiny-random", root / "qwen2-tiny-random"
+    whisper = WhisperForConditionalGeneration(WhisperConfig(
+        num_mel_bins=80, d_model=32, encoder_layers=2, encoder_attention_heads=2, encoder_ffn_dim=64,
+        decoder_layers=1, decoder_attention_heads=2, decoder_ffn_dim=64, max_source_positions=1500,
+        vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=1))
+    whisper.save_pretrained(whisper_dir)
+    chars = sorted(set("".join(SENTENCES) + PROMPT + "ABC"))
+    vocab = {"<|endoftext|>": 0, "<unk>": 1, **{ch: i + 2 for i, ch in enumerate(chars)}}
+    raw = RawTokenizer(WordLevel(vocab, unk_token="<unk>"))
+    raw.pre_tokenizer = Split("", behavior="isolated")
+    raw.decoder = Fuse()
+    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>", unk_token="<unk>").save_pretrained(qwen_dir)
+    qwen = Qwen2ForCausalLM(Qwen2Config(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
+                                        num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                                        max_position_embeddings=512, eos_token_id=0, bos_token_id=0))
+    qwen.save_pretrained(qwen_dir)
+    return whisper_dir, qwen_dir
+
+
+@pytest.fixture(scope="module")
+def recipe_run(tmp_path_factory, voice_wavs):  # noqa: F811 (pytest fixture injection)
+    root = tmp_path_factory.mktemp("kespeech_recipe")
+    # Two utterances per subdialect and part, fewer for speed; still all nine subdialects.
+    kespeech = make_kespeech(root / "KeSpeech", voice_wavs,
+                             per_part={"train_phase1": 1, "train_phase2": 1, "dev_phase1": 1, "dev_phase2": 0, "test": 1})
+    aishell = make_aishell(root / "aishell", voice_wavs)
+    recipe = recipe_checkout(root / "work")
+    whisper_dir, qwen_dir = save_tiny_models(root / "models")
+    # The recipe's own small-model config, only the two model locations changed.
+    conf = yaml.safe_load((RECIPE / "conf" / "model_small.yaml").read_text(encoding="utf-8"))
+    conf["encoder"]["name_or_path"], conf["llm"]["name_or_path"] = str(whisper_dir), str(qwen_dir)
+    model_conf = root / "model_small_tiny.yaml"
+    model_conf.write_text(yaml.safe_dump(conf, allow_unicode=True), encoding="utf-8")
+    train_args = ("--override optim.max_steps=1 --override optim.warmup_steps=0 --override checkpoint.every_steps=1 "
+                  "--override data.num_workers=0 --override data.max_frames=3000 --override log_every=1")
+    result = run_recipe(recipe, "--stage", "0", "--stop-stage", "7", "--kespeech-root", str(kespeech),
+                        "--aishell-root", str(aishell), "--model-conf", str(model_conf), "--nj", "1",
+                        "--systems", "hdmole", "--accent-tests", "test_Ji-Lu",
+                        "--train-args", train_args)
+    return {"result": result, "recipe": recipe, "whisper": whisper_dir, "qwen": qwen_dir, "model_conf": model_conf}
+
+
+def test_all_stages_run_through_the_template(recipe_run):
+    result = recipe_run["result"]
+    assert result.returncode == 0, result.stderr[-5000:]
+    recipe = recipe_run["recipe"]
+    times = [line.split("\t")[0] for line in (recipe / "exp" / "model_small_tiny" / "stage_times.tsv").read_text().splitlines()]
+    assert times == ["1", "2", "3", "4", "5", "6", "7"]
+    assert "no conf/lm.yaml: the LLM is used as loaded" in result.stderr
+
+
+def test_features_are_whisper_log_mel_without_cmvn(recipe_run):
+    from hdmole.data import read_wav
+    from hdmole.models.features import whisper_log_mel
+
+    data = recipe_run["recipe"] / "data" / "whisper80" / "train_aishell"
+    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    utt, wav = next(iter(line.split(" ", 1) for line in (data / "wav.scp").read_text().splitlines()))
+    samples, _ = read_wav(wav.strip())
+    np.testing.assert_array_equal(feats[utt], whisper_log_mel(samples, 16000, num_mel_bins=80))
+    assert not (recipe_run["recipe"] / "dump" / "whisper80" / "cmvn.json").exists()
+    # Stage 0's own dirs hold no features: each feature type has its copy (data/whisper<bins>).
+    assert not (recipe_run["recipe"] / "data" / "train_aishell" / "feats.scp").exists()
+
+
+def test_stages_load_the_pretrained_models_frozen_and_train_what_they_should(recipe_run):
+    from safetensors.torch import load_file
+
+    exp = recipe_run["recipe"] / "exp" / "model_small_tiny"
+    config = yaml.safe_load((exp / "base" / "config.yaml").read_text())
+    assert config["model"]["encoder"]["name_or_path"] == str(recipe_run["whisper"])
+    assert config["model"]["llm"] == {"name_or_path": str(recipe_run["qwen"]), "dtype": "bfloat16"}
+    assert config["tokenizer"] == {"type": "hf", "name_or_path": str(recipe_run["qwen"])}
+    assert config["trainable"] == ["projector"] and config["dtype"] == "bfloat16" and config["data"]["cmvn"] is None
+    assert config["model"]["projector"] == {"stack": 5, "hidden": 2048}
+
+    base = torch.load(exp / "base" / "best.pt", map_location="cpu", weights_only=False)
+    assert base["step"] == 1
+    whisper = load_file(recipe_run["whisper"] / "model.safetensors")
+    qwen = load_file(recipe_run["qwen"] / "model.safetensors")
+    # Frozen pre-trained weights come from the saved models, unchanged by training.
+    torch.testing.assert_close(base["model"]["encoder.whisper.conv1.weight"], whisper["model.encoder.conv1.weight"])
+    # The LLM is loaded in bf16 (llm.dtype), as the real configs do.
+    assert base["model"]["llm.model.layers.0.mlp.up_proj.weight"].dtype == torch.bfloat16
+    torch.testing.assert_close(base["model"]["llm.model.layers.0.mlp.up_proj.weight"],
+                               qwen["model.layers.0.mlp.up_proj.weight"].to(torch.bfloat16))
+    assert base["trainable_params"] == sum(t.numel() for k, t in base["model"].items() if k.startswith("projector."))
+
+    router = torch.load(exp / "router" / "best.pt", map_location="cpu", weights_only=False)
+    assert router["model"] and all(k.startswith("global_router.") for k in router["model"])
+    hdmole = torch.load(exp / "hdmole" / "best.pt", map_location="cpu", weights_only=False)
+    assert hdmole["adapter_config"]["num_domains"] == 9 and hdmole["adapter_config"]["gating"] == "threshold"
+    assert hdmole["target_modules"] == ["projector.linear1", "projector.linear2"]
+    assert hdmole["model"] and all("hdmole_" in k or k.startswith("global_router.") for k in hdmole["model"])
+    summary = json.loads((exp / "hdmole" / "train_summary.json").read_text())
+    assert summary["steps"] == 1 and summary["trainable_params"] > 0
+
+
+def test_decode_and_report(recipe_run):
+    recipe = recipe_run["recipe"]
+    exp = recipe / "exp" / "model_small_tiny"
+    for system in ("base", "hdmole"):
+        for test_set in ("test_aishell", "test_Ji-Lu"):
+            ref = (recipe / "data" / test_set / "text").read_text().splitlines()
+            hyp = (exp / system / f"decode_{test_set}" / "text").read_text().splitlines()
+            assert [line.split(" ", 1)[0] for line in hyp] == [line.split(" ", 1)[0] for line in ref]
+            assert (exp / system / f"decode_{test_set}" / "cer.json").is_file()
+    assert json.loads((exp / "hdmole" / "routing_test_all.json").read_text())["_accents"][0] == "Mandarin"
+    results = (recipe / "RESULTS.md").read_text()
+    for system in ("base", "hdmole"):
+        assert f"| {system} |" in results
+    assert "Ji-Lu" in results and "aishell (source)" in results
+
+
+# Shapes of the real projectors (Whisper d_model x stack 5 -> hidden 2048 -> LLM width): large, small.
+PROJECTORS = {"large": (1280 * 5, 2048, 3584), "small": (768 * 5, 2048, 896)}
+
+
+def count_adapter_params(adapter_conf, shape) -> int:
+    from torch import nn
+
+    from hdmole.nn import inject
+
+    d_in, hidden, d_out = shape
+    model = nn.Module()
+    model.projector = nn.Module()
+    model.projector.linear1, model.projector.linear2 = nn.Linear(d_in, hidden), nn.Linear(hidden, d_out)
+    inject(model, adapter_conf, ["projector.linear1", "projector.linear2"])
+    return sum(p.numel() for name, p in model.named_parameters() if "hdmole_" in name)
+
+
+def test_every_comparison_system_config_is_valid_and_sized_as_documented():
+    """The eight conf/systems/*.yaml load with the training schema and give docs/method.md section 6's
+    settings; the single LoRA's rank is E*r so its size matches HDMoLE's experts; HDMoLE trains about a
+    tenth of the large projector (README's parameter table)."""
+    from hdmole.train.config import load_train_config
+    from hdmole.train.setup import adapter_config_for
+
+    systems = {p.stem: p for p in (RECIPE / "conf" / "systems").glob("*.yaml")}
+    assert set(systems) == {"full_ft", "lora", "mole_top1", "mole_top2", "mole_dense", "hdmole_no_global",
+                            "hdmole_no_threshold", "hdmole"}
+    confs = {}
+    for name, path in systems.items():
+        config, _ = load_train_config(path, ["data.train=data/x", "data.accents=data/accents.txt"])
+        assert config.mode == "adapt" and config.dtype == "bfloat16" and config.data.cache_encoder is False
+        assert config.model["encoder"]["name_or_path"] == "openai/whisper-large-v3"
+        assert config.model["llm"] == {"name_or_path": "Qwen/Qwen2-7B", "dtype": "bfloat16"}
+        confs[name] = adapter_config_for(config, num_accents=9)
+    assert confs["full_ft"] is None
+    expect = {"mole_top1": ("local", "topk", 1), "mole_top2": ("local", "topk", 2), "mole_dense": ("local", "dense", None),
+              "hdmole_no_global": ("local", "threshold", None), "hdmole_no_threshold": ("hierarchical", "topk", 2),
+              "hdmole": ("hierarchical", "threshold", None)}
+    for name, (routing, gating, k) in expect.items():
+        c = confs[name]
+        assert (c.routing, c.gating, c.num_experts, c.rank) == (routing, gating, 9, 16), name
+        if k is not None:
+            assert c.top_k == k
+    lora = confs["lora"]
+    assert lora.num_experts == 1 and lora.rank == 9 * 16 and lora.scaling == confs["hdmole"].scaling
+    large = PROJECTORS["large"]
+    full = large[0] * large[1] + large[1] + large[1] * large[2] + large[2]
+    hdmole, single = count_adapter_params(confs["hdmole"], large), count_adapter_params(lora, large)
+    assert full == 20_452_864 and hdmole == 2_103_554 and single == 2_027_520
+    assert 0.09 < hdmole / full < 0.11 and abs(hdmole - single) / hdmole < 0.04
+
+
+def test_base_and_router_configs_train_only_their_part():
+    from hdmole.train.config import load_train_config
+
+    base, _ = load_train_config(RECIPE / "conf" / "base.yaml", ["data.train=x", "data.accents=y"])
+    assert base.mode == "base" and base.trainable == ["projector"] and base.dtype == "bfloat16"
+    router, _ = load_train_config(RECIPE / "conf" / "router.yaml", ["data.train=x", "data.accents=y"])
+    assert router.mode == "router" and router.data.cache_encoder is False and router.checkpoint.metric == "acc"
+    small, _ = load_train_config(RECIPE / "conf" / "base.yaml", ["data.train=x", "data.accents=y",
+                                                                 f"model={RECIPE / 'conf' / 'model_small.yaml'}"])
+    assert small.model["encoder"]["name_or_path"] == "openai/whisper-small"
+    assert small.model["llm"]["name_or_path"] == "Qwen/Qwen2-0.5B"
+    assert not (RECIPE / "conf" / "lm.yaml").exists()  # the LLM is pre-trained: no LM stage
+
+
+@pytest.mark.parametrize("model, tokenizer, bins", [("large", "Qwen/Qwen2-7B", 128), ("small", "Qwen/Qwen2-0.5B", 80)])
+def test_model_info_gives_the_llm_tokenizer_and_the_encoder_mel_bins_offline(model, tokenizer, bins):
+    result = subprocess.run([sys.executable, "local/model_info.py", f"conf/model_{model}.yaml"], cwd=RECIPE,
+                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [f"tokenizer={{name_or_path: {tokenizer}, type: hf}}", f"num_mel_bins={bins}"]
