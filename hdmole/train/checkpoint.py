@@ -55,7 +55,7 @@ def save_checkpoint(exp_dir: str | os.PathLike, state: dict, step: int, keep_las
 
 def inference_part(state: dict) -> dict:
     """What decoding needs: the model tensors and how to rebuild adapters, without optimizer state."""
-    return {k: v for k, v in state.items() if k in ("model", "adapter", "step", "mode", "dev")}
+    return {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
 
 
 def load_state(path: str | os.PathLike) -> dict:

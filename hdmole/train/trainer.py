@@ -25,7 +25,7 @@ from transformers import get_scheduler
 from hdmole.data import AccentList, build_dataloader
 from hdmole.models.llm_asr import build_model
 from hdmole.text.tokenizer import build_tokenizer
-from hdmole.train.checkpoint import atomic_save, latest_checkpoint, load_state, save_checkpoint
+from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, load_state, save_checkpoint
 from hdmole.train.config import TrainConfig
 from hdmole.train.encoder_cache import EncoderCache
 from hdmole.train.lm_data import build_text_loader, lm_forward
@@ -332,8 +332,7 @@ class Trainer:
             better = self.is_main and self.dev_loader is None
         self.save()
         if self.is_main and better:
-            atomic_save({k: v for k, v in self._state().items() if k not in ("optimizer", "scheduler", "rng")},
-                        self.exp_dir / "best.pt")
+            atomic_save(inference_part(self._state()), self.exp_dir / "best.pt")
 
     def _check_ranks_agree(self) -> None:
         """DDP must leave every rank with the same parameters; a cheap checksum proves it."""
