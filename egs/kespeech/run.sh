@@ -13,6 +13,7 @@
 #   ./run.sh --stage 1 --model small --ngpu 1
 #   ./run.sh --stage 3 --model large --ngpu 8
 set -euo pipefail
+cd "$(dirname "$0")"  # not readlink -f: a linked copy of the recipe keeps its own data/, dump/, exp/
 . ./path.sh
 . ./db.sh
 
@@ -39,6 +40,9 @@ log() { echo "$(date '+%F %T') [run.sh] $*" >&2; }
 [ -n "$model_conf" ] || model_conf=conf/model_${model}.yaml
 [ -f "$model_conf" ] || { log "ERROR: model config $model_conf not found (--model large|small or --model-conf FILE)"; exit 1; }
 [ -n "$exp_dir" ] || exp_dir=exp/$(basename "$model_conf" .yaml)
+for s in $systems; do
+  [ -f "conf/systems/$s.yaml" ] || { log "ERROR: unknown system '$s': no conf/systems/$s.yaml"; exit 1; }
+done
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: data dirs from $kespeech_root (KeSpeech) and $aishell_root (AISHELL-1)"
@@ -74,7 +78,7 @@ done
 [ -f data/accents.txt ] && cp data/accents.txt "$feat_data/accents.txt"
 
 decode_args=""
-[ "$ngpu" -gt 0 ] && decode_args="--device cuda --nj 1"
+[ "$ngpu" -gt 0 ] && decode_args="--device cuda"
 first=$stage; [ "$first" -ge 1 ] || first=1
 log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
 ../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --ngpu "$ngpu" --nj "$nj" \
