@@ -35,8 +35,13 @@ dump_dir=dump
 exp_dir=exp
 results_dir=.              # RESULTS.md and its plots (results/) go here
 beam=1                     # decoding beam (1 = greedy)
+decode_nj=1                # decoding processes (each loads the model: 1 is best for small sets)
 decode_batch_frames=20000
 train_args=""              # extra arguments for every hdmole.bin.train call (e.g. --override ...)
+feature_type=fbank         # fbank | whisper (Whisper's own log-mel, for a pre-trained Whisper encoder)
+num_mel_bins=80            # whisper: 80, or 128 for whisper-large-v3
+use_cmvn=true              # global CMVN from the source training set (false for Whisper log-mel: already scaled)
+decode_args=""             # extra arguments for every hdmole.bin.decode call, last (e.g. --device cuda --nj 1)
 help_message="Usage: $0 [options] (run from a recipe directory; see egs/mini_accent/run.sh)"
 . utils/parse_options.sh
 
@@ -51,7 +56,8 @@ cmvn=$dump_dir/cmvn.json
 mkdir -p "$exp_dir"
 if [ -n "$tokenizer_conf" ]; then tokenizer=$tokenizer_conf; else
   tokenizer="{type: sentencepiece, model: $data_dir/lang/char.model}"; fi
-data_args=(--override "data.accents=$accents" --override "data.cmvn=$cmvn" --override "tokenizer=$tokenizer")
+cmvn_arg=$cmvn; $use_cmvn || cmvn_arg=null
+data_args=(--override "data.accents=$accents" --override "data.cmvn=$cmvn_arg" --override "tokenizer=$tokenizer")
 
 train() {  # train <config> <exp> [more hdmole.bin.train args]
   local config=$1 exp=$2; shift 2
@@ -74,9 +80,10 @@ all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test
 stage_features() {
   for set in $(all_sets); do
     need "$data_dir/$set/wav.scp" 0
-    python -m hdmole.bin.compute_fbank --nj "$nj" --accents "$accents" "$data_dir/$set" "$dump_dir/fbank/$set"
+    python -m hdmole.bin.compute_fbank --nj "$nj" --feature-type "$feature_type" --num-mel-bins "$num_mel_bins" \
+      --accents "$accents" "$data_dir/$set" "$dump_dir/fbank/$set"
   done
-  [ -f "$cmvn" ] || python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"
+  if $use_cmvn; then [ -f "$cmvn" ] || python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"; fi
 }
 
 stage_lm() {
@@ -94,7 +101,7 @@ stage_lm() {
 base_init() { [ -f "$conf_dir/lm.yaml" ] && echo "[$exp_dir/lm/best.pt]" || echo "[]"; }
 
 stage_base() {
-  need "$cmvn" 1
+  if $use_cmvn; then need "$cmvn" 1; fi
   [ -f "$conf_dir/lm.yaml" ] && need "$exp_dir/lm/best.pt" 2
   train "$conf_dir/base.yaml" "$exp_dir/base" --override "init=$(base_init)" \
     --override "data.train=$data_dir/$source_train" --override "data.dev=$data_dir/$source_dev"
@@ -125,13 +132,15 @@ adapter_args() {  # the checkpoints to decode with: the base, then the system's 
 stage_decode() {
   for system in base $systems; do
     need "$exp_dir/$system/best.pt" "$([ "$system" = base ] && echo 3 || echo 5)"
+    local sets=()  # every test set in one call: the model is loaded once
     for set in $std_test $accent_tests; do
       need "$data_dir/$set/feats.scp" 1
-      # shellcheck disable=SC2046
-      python -m hdmole.bin.decode --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
-        $(adapter_args "$system") --data "$data_dir/$set" --accents "$accents" --beam "$beam" \
-        --batch-frames "$decode_batch_frames" --nj "$nj" --out "$exp_dir/$system/decode_$set"
+      sets+=(--data "$data_dir/$set" --out "$exp_dir/$system/decode_$set")
     done
+    # shellcheck disable=SC2046,SC2086
+    python -m hdmole.bin.decode --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
+      $(adapter_args "$system") "${sets[@]}" --accents "$accents" --beam "$beam" \
+      --batch-frames "$decode_batch_frames" --nj "$decode_nj" $decode_args
   done
 }
 

@@ -35,9 +35,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoint", required=True, action="append",
                    help="base checkpoint(s), loaded in order (repeat the option for several)")
     p.add_argument("--adapter", action="append", default=[], help="adapter checkpoint(s) loaded after the base")
-    p.add_argument("--data", required=True, help="Kaldi data dir with feats.scp and utt2num_frames")
+    p.add_argument("--data", required=True, action="append",
+                   help="Kaldi data dir with feats.scp and utt2num_frames (repeatable, paired with --out: the "
+                        "model is loaded once for all of them)")
     p.add_argument("--accents", required=True, help="accents.txt (line order = domain index)")
-    p.add_argument("--out", required=True, help="output dir")
+    p.add_argument("--out", required=True, action="append", help="output dir (one per --data)")
     p.add_argument("--beam", type=int, default=1, help="beam size (1 = greedy)")
     p.add_argument("--batch-frames", type=int, default=20000, help="padded input frames per batch")
     p.add_argument("--nj", type=int, default=1, help="parallel decoding processes (CPU)")
@@ -56,14 +58,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _setup_logging(out: Path) -> None:
+    from hdmole.data.logs import setup_stage_logging
+
     out.mkdir(parents=True, exist_ok=True)
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(message)s")
-    handlers = [logging.FileHandler(out / "decode.log", encoding="utf-8"), logging.StreamHandler(sys.stderr)]
-    for h in handlers:
-        h.setFormatter(fmt)
-    root = logging.getLogger()
-    root.handlers[:] = handlers
-    root.setLevel(logging.INFO)
+    setup_stage_logging(out / "decode.log")
 
 
 def _settings(args) -> dict:
@@ -77,6 +75,9 @@ def _settings(args) -> dict:
     if args.cmvn is not None:
         cmvn = None if args.cmvn.lower() == "none" else args.cmvn
     return {"tok_conf": tok_conf, "cmvn": cmvn}
+
+
+_MODELS: dict = {}
 
 
 def decode_shard(job: dict) -> dict:
@@ -94,9 +95,13 @@ def decode_shard(job: dict) -> dict:
     args = job["args"]
     tokenizer = build_tokenizer(job["tok_conf"])
     accents = AccentList.load(args.accents)
-    model = load_model_for_inference(args.config, list(args.checkpoint) + list(args.adapter), tokenizer=tokenizer,
-                                     num_accents=len(accents), device=args.device)
-    loader = build_dataloader(args.data, accents, max_frames=args.batch_frames, shuffle=False, seed=0,
+    key = (args.config, tuple(args.checkpoint) + tuple(args.adapter), args.device)
+    if key not in _MODELS:  # several data sets in one call share one loaded model
+        _MODELS.clear()
+        _MODELS[key] = load_model_for_inference(args.config, list(key[1]), tokenizer=tokenizer,
+                                                num_accents=len(accents), device=args.device)
+    model = _MODELS[key]
+    loader = build_dataloader(job["data"], accents, max_frames=args.batch_frames, shuffle=False, seed=0,
                               cmvn=job["cmvn"])
     batches = loader.batch_sampler.batches[job["job_id"]:: job["nj"]]
     shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn)
@@ -129,17 +134,25 @@ def _complete(out: Path, data: Path) -> bool:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    out, data = Path(args.out), Path(args.data)
+    if len(args.data) != len(args.out):
+        raise SystemExit(f"error: {len(args.data)} --data but {len(args.out)} --out; give one output dir per data dir")
     if args.beam < 1 or args.nj < 1 or args.batch_frames < 1:
         raise SystemExit("error: --beam, --nj and --batch-frames must be >= 1")
+    for data, out in zip(args.data, args.out):
+        decode_set(args, Path(data), Path(out), argv)
+    return 0
+
+
+def decode_set(args, data: Path, out: Path, argv) -> None:
     if not args.force and _complete(out, data):
         print(f"decode: {out}/text already covers {data}; skipping (use --force to decode again)", file=sys.stderr)
-        return 0
+        return
     _setup_logging(out)
     log.info("command: %s", " ".join([sys.executable, "-m", "hdmole.bin.decode", *(argv or sys.argv[1:])]))
     settings = _settings(args)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.nj)
-    jobs = [{"args": args, "job_id": j, "nj": args.nj, "threads": threads, **settings} for j in range(args.nj)]
+    jobs = [{"args": args, "data": str(data), "job_id": j, "nj": args.nj, "threads": threads, **settings}
+            for j in range(args.nj)]
     wall = time.perf_counter()
     if args.nj == 1:
         results = [decode_shard(jobs[0])]
@@ -167,7 +180,6 @@ def main(argv=None) -> int:
                                        for k, v in stats.items()))
     log.info("decoded %d utterances (%.1f s of audio) in %.1f s: RTF %.4f (beam %d, nj %d); wrote %s/text",
              len(hyps), audio_seconds, decode_seconds, stats["rtf"], args.beam, args.nj, out)
-    return 0
 
 
 if __name__ == "__main__":
