@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--accents", required=True, help="accents.txt")
     parser.add_argument("--cmvn", default=None, help="global CMVN stats (default: data.cmvn of the training config)")
     parser.add_argument("--max-frames", type=int, default=20000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
 
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.nn import RoutingStatsRecorder
 
     accents = AccentList.load(args.accents)
-    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents))
+    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device)
     cmvn = args.cmvn or read_inference_config(args.config)[2]
     model.eval()
     try:
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad(), recorder:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
-            enc_out, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
+            enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
             probs = model.route(enc_out, enc_lens) if model.global_router is not None else None
             with model.routing(probs):
                 model.project(enc_out, enc_lens)

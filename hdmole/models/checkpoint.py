@@ -74,6 +74,13 @@ def read_inference_config(path: str | os.PathLike) -> tuple[dict, dict | None, s
     return model_conf, raw.get("tokenizer") or None, cmvn
 
 
+def pretrained_parts(model_conf: dict) -> set[str]:
+    """The model's top-level parts whose weights come from ``name_or_path`` (a hub id or a local dir)
+    when the model is built: checkpoints need not carry them, unless they were trained."""
+    return {part for part in ("encoder", "llm")
+            if isinstance(model_conf.get(part), dict) and "name_or_path" in model_conf[part]}
+
+
 def _load_into(model: nn.Module, state: dict, path) -> set[str]:
     result = model.load_state_dict(state, strict=False)
     if any("hdmole_" in key for key in result.unexpected_keys):
@@ -126,7 +133,8 @@ def load_model_for_inference(
                     if f"{name}.{leaf}" in loaded:
                         loaded.add(f"{name}.base_layer.{leaf}")
         loaded |= _load_into(model, ckpt["model"], path)
-    missing = [k for k in model.state_dict() if k not in loaded]
+    from_hub = pretrained_parts(model_conf)
+    missing = [k for k in model.state_dict() if k not in loaded and k.split(".", 1)[0] not in from_hub]
     if missing:
         raise ValueError(
             f"after loading {[str(p) for p in checkpoint_paths]}, {len(missing)} model tensor(s) were in no "
@@ -135,4 +143,4 @@ def load_model_for_inference(
     return model.to(device).eval()
 
 
-__all__ = ["read_checkpoint", "adapter_spec", "read_inference_config", "load_model_for_inference"]
+__all__ = ["read_checkpoint", "adapter_spec", "read_inference_config", "load_model_for_inference", "pretrained_parts"]

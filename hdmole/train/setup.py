@@ -18,6 +18,7 @@ import logging
 
 from torch import nn
 
+from hdmole.models.checkpoint import pretrained_parts
 from hdmole.nn import HDMoLEConfig, count_parameters, inject, is_adapter_parameter, mark_trainable
 from hdmole.train.config import ConfigError, TrainConfig
 
@@ -117,13 +118,17 @@ def full_finetune_size(model: nn.Module, config: TrainConfig) -> int | None:
                if name.split(".")[0] in parts and not is_adapter_parameter(name))
 
 
-def saved_state(model: nn.Module, mode: str) -> dict:
+def saved_state(model: nn.Module, mode: str, model_conf: dict) -> dict:
     """The tensors a checkpoint of this mode keeps (see the module docstring)."""
     state = model.state_dict()
     if mode == "lm":  # only the LLM trained; the base stage builds the rest afresh
         return {n: t for n, t in state.items() if n.startswith("llm.")}
     if mode == "base":
-        return state
+        # A frozen pre-trained part (Whisper, Qwen2 from name_or_path) is reloaded from there when the
+        # model is built: not copying it keeps a 7B-LLM base checkpoint at the projector's size, not 18 GB.
+        trained = {n.split(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad}
+        skip = pretrained_parts(model_conf) - trained
+        return {n: t for n, t in state.items() if n.split(".", 1)[0] not in skip}
     keep = {n for n, p in model.named_parameters() if p.requires_grad}
     if getattr(model, "global_router", None) is not None:
         keep |= {n for n in state if n.startswith("global_router.")}

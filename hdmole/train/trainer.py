@@ -178,7 +178,7 @@ class Trainer:
     def _state(self) -> dict:
         return {
             **self.info,
-            "model": saved_state(self.model, self.config.mode),
+            "model": saved_state(self.model, self.config.mode, self.config.model),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
             "rng": torch.get_rng_state(), "train_seconds": self.train_seconds,
