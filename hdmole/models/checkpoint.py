@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 import torch
-import yaml
 from torch import nn
 
+from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
 from hdmole.models.llm_asr import LLMASR, build_model
 
 
@@ -49,27 +49,12 @@ def adapter_spec(ckpt: dict) -> tuple[dict, list[str]] | None:
 def read_inference_config(path: str | os.PathLike) -> tuple[dict, dict | None, str | None]:
     """``(model_conf, tokenizer_conf, cmvn_path)`` from a training config (e.g. an exp dir's resolved
     ``config.yaml``: ``model``, ``tokenizer``, ``data.cmvn``) or from a bare model config (no tokenizer)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config {path} does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as error:
-        raise ValueError(f"{path}: not valid YAML: {error}") from None
-    if not isinstance(raw, dict):
-        raise ValueError(f"{path}: expected a mapping at the top level")
+    raw = load_yaml_mapping(path)
     if "encoder" in raw:  # a bare model config
         return raw, None, None
     if "model" not in raw:
         raise ValueError(f"{path}: neither a model config (no 'encoder') nor a training config (no 'model')")
-    model_conf = raw["model"]
-    if isinstance(model_conf, str):
-        model_path = Path(model_conf)
-        if not model_path.is_absolute() and not model_path.exists():
-            model_path = path.parent / model_path
-        if not model_path.is_file():
-            raise FileNotFoundError(f"{path}: model config {model_conf} does not exist")
-        model_conf = yaml.safe_load(model_path.read_text(encoding="utf-8"))
+    model_conf = resolve_model_conf(raw["model"], path)
     cmvn = (raw.get("data") or {}).get("cmvn")
     return model_conf, raw.get("tokenizer") or None, cmvn
 

@@ -21,10 +21,11 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
+
+from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
 
 MODES = ("lm", "base", "router", "adapt")
 SYSTEMS = ("full_ft", "lora", "mole", "hdmole")
@@ -152,13 +153,10 @@ def set_by_path(d: dict, dotted: str, value: Any) -> None:
 def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[TrainConfig, dict]:
     """Reads a training YAML (+ ``key.sub=value`` overrides), returns the checked config and the
     resolved plain dict (model YAML inlined) that the experiment dir keeps."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        raw = load_yaml_mapping(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     parsed = []
     for item in overrides:
         if "=" not in item:
@@ -170,13 +168,10 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
     for key, value in parsed:
         if not key.startswith("model."):
             set_by_path(raw, key, value)
-    if isinstance(raw.get("model"), str):
-        model_path = Path(raw["model"])
-        if not model_path.is_absolute() and not model_path.exists():
-            model_path = path.parent / model_path
-        if not model_path.is_file():
-            raise ConfigError(f"{path}: model config {raw['model']} does not exist")
-        raw["model"] = yaml.safe_load(model_path.read_text(encoding="utf-8"))
+    try:
+        raw["model"] = resolve_model_conf(raw.get("model"), path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
     for key, value in parsed:
         if key.startswith("model."):
             set_by_path(raw, key, value)
