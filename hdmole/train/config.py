@@ -137,8 +137,28 @@ def _build(cls, value: Any, where: str, source: str):
         elif dataclasses.is_dataclass(hint):
             kwargs[name] = _build(hint, raw, f"{where}.{name}" if where else name, source)
         else:
-            kwargs[name] = tuple(raw) if name == "betas" else raw
+            kwargs[name] = _coerce(raw, hint, f"{where}.{name}" if where else name, source)
     return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
+    """Numbers as the field says: YAML reads ``5e-3`` (no dot) as a string, and ``1`` for a float field
+    as an int; both are what the user meant."""
+    what = {float: "a number", int: "a whole number"}.get(hint)
+    if what is not None:
+        if isinstance(value, bool) or (hint is int and isinstance(value, float) and not value.is_integer()):
+            _bad(key, value, what, source)
+        try:
+            return hint(value)
+        except (TypeError, ValueError):
+            _bad(key, value, what, source)
+    if typing.get_origin(hint) is tuple:
+        return tuple(float(v) for v in value)
+    return value
+
+
+def _bad(key: str, value: Any, what: str, source: str):
+    raise ConfigError(f"{source}: {key} must be {what}, got {value!r}")
 
 
 def set_by_path(d: dict, dotted: str, value: Any) -> None:
