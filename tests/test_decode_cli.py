@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_models_helpers import tiny_conf
+from models_fixtures import tiny_conf
 
 from hdmole.bin.train_tokenizer import train_tokenizer
 from hdmole.decode.search import decode_batch

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_models_helpers import ToyTokenizer, sub_batch, tiny_conf, toy_batch
+from models_fixtures import ToyTokenizer, sub_batch, tiny_conf, toy_batch
 
 from hdmole.decode.search import decode_batch, decode_batch_ids, token_limits
 from hdmole.models.llm_asr import build_model

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_models_helpers import tiny_conf, tiny_whisper_config
+from models_fixtures import tiny_conf, tiny_whisper_config
 
 from hdmole.models.encoder import WhisperSpeechEncoder, build_encoder
 from hdmole.models.llm import build_llm

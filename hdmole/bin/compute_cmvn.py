@@ -20,7 +20,7 @@ from tqdm import tqdm
 from hdmole.data.cmvn import GlobalCMVN
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
-from hdmole.data.logs import setup_stage_logging
+from hdmole.logs import setup_stage_logging
 
 log = logging.getLogger("hdmole.compute_cmvn")
 

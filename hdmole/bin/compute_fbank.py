@@ -34,7 +34,7 @@ from hdmole.data.audio import read_wav
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
 from hdmole.data.fbank import FbankConfig, compute_fbank
-from hdmole.data.logs import setup_stage_logging
+from hdmole.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 
 log = logging.getLogger("hdmole.compute_fbank")

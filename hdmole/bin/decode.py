@@ -58,7 +58,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _setup_logging(out: Path) -> None:
-    from hdmole.data.logs import setup_stage_logging
+    from hdmole.logs import setup_stage_logging
 
     out.mkdir(parents=True, exist_ok=True)
     setup_stage_logging(out / "decode.log")

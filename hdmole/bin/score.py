@@ -32,7 +32,7 @@ import jiwer
 
 from hdmole.data.accents import AccentList
 from hdmole.data.errors import DataError
-from hdmole.data.logs import setup_stage_logging
+from hdmole.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 

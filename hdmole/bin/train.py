@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_resume and any(exp_dir.glob("ckpt-*.pt")):
         print(f"hdmole.bin.train: {exp_dir} has checkpoints and --no-resume was given", file=sys.stderr)
         return 2
-    from hdmole.data.logs import setup_stage_logging
+    from hdmole.logs import setup_stage_logging
 
     # Only rank 0 writes the log; the other ranks report warnings and errors alone.
     setup_stage_logging(exp_dir / "train.log" if is_main else None, logging.INFO if is_main else logging.WARNING)

@@ -22,7 +22,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from hdmole.data.errors import DataError
-from hdmole.data.logs import setup_stage_logging
+from hdmole.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 

@@ -1,4 +1,4 @@
-"""Logging for the data-side stages (compute_fbank, compute_cmvn, train_tokenizer, score).
+"""Logging for the stage entry points (hdmole.bin.*, recipe local/ scripts).
 
 Handlers go on the `hdmole` logger, not the root logger, so a stage called in-process (tests, a driver
 script) does not tear down its caller's logging; records still propagate to the root.
