@@ -45,6 +45,8 @@ class DataConfig:
     specaug: dict | None = None      # hdmole.data SpecAugment options; base mode only
     num_workers: int = 0
     cache_encoder: bool = True       # router/adapt: the encoder is frozen, so run it once and cache
+    lm_prefix: dict | None = None    # lm: the noisy-prefix listening task (hdmole.train.lm_data.NoisyPrefix:
+                                     # lexicon, homophone_prob, substitute_prob, delete_prob, repeat_prob)
 
 
 @dataclass

@@ -3,10 +3,21 @@
 One sentence a line; each becomes ``[bos] ids [eos]``. Batching reuses hdmole.data's length buckets
 (tokens play the part of frames), so the LM stage shuffles, splits over DDP ranks and resumes
 exactly like the speech stages.
+
+With a ``NoisyPrefix`` (``data.lm_prefix`` in an lm config) each sentence also becomes a *listening*
+example: ``[noisy copy] [bos] ids [eos]`` with the loss on ``ids [eos]`` only -- the layout of an ASR
+example with the speech replaced by a corrupted copy of the text (tokens swapped for homophones from
+a pronunciation lexicon, substituted, dropped, repeated like frames). A pre-trained LLM arrives able
+to read and correct such a prefix; a small LLM pre-trained on plain text does not, and then cannot
+learn to listen while it stays frozen (measured in egs/mini_accent). The prefix task teaches it on
+all the LM text, which the few speech transcripts could never do without being memorised.
 """
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -16,8 +27,75 @@ from hdmole.data.errors import DataError
 from hdmole.text.normalize import normalize_text
 
 
+def read_homophones(lexicon: str | Path, tokenizer) -> tuple[dict[int, list[int]], dict[int, int]]:
+    """From a Kaldi-style ``lexicon.txt`` (``word pron ...`` a line; a word's first line is its main
+    reading): token id -> the ids sharing a pronunciation with it (itself included), and token id -> the
+    canonical token of its main reading (the first word listed with that pronunciation). Words that are
+    not one token are skipped."""
+    lexicon = Path(lexicon)
+    if not lexicon.is_file():
+        raise DataError(f"{lexicon}: the lexicon does not exist. Fix: run the data stage that writes it, "
+                        "or leave data.lm_prefix.lexicon empty (no homophone noise).")
+    by_pron: dict[str, list[int]] = {}
+    main_pron: dict[int, str] = {}
+    with lexicon.open(encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) < 2:
+                raise DataError(f"{lexicon} line {lineno}: expected 'word pron ...', got {line.strip()!r}")
+            ids = list(tokenizer.encode(fields[0]))
+            if len(ids) == 1:
+                pron = " ".join(fields[1:])
+                members = by_pron.setdefault(pron, [])
+                if ids[0] not in members:
+                    members.append(ids[0])
+                main_pron.setdefault(ids[0], pron)
+    groups: dict[int, set[int]] = defaultdict(set)
+    for members in by_pron.values():
+        for token in members:
+            groups[token].update(members)
+    canonical = {token: by_pron[pron][0] for token, pron in main_pron.items()}
+    return {token: sorted(members) for token, members in groups.items()}, canonical
+
+
+@dataclass
+class NoisyPrefix:
+    """How the listening prefix corrupts a sentence, token by token (probabilities)."""
+    canonical_prob: float = 0.0   # replaced by the canonical token of its pronunciation (one spelling a sound)
+    homophone_prob: float = 0.5   # else replaced by a random token of the same pronunciation (itself included)
+    substitute_prob: float = 0.05  # replaced by a random token of the text
+    delete_prob: float = 0.03
+    repeat_prob: float = 0.4      # one more copy (geometric, at most 3): speech has several frames a token
+    homophones: dict[int, list[int]] | None = None
+    canonical: dict[int, int] | None = None
+
+    def corrupt(self, ids: list[int], vocabulary: list[int], rng: random.Random) -> list[int]:
+        out = []
+        for token in ids:
+            if rng.random() < self.delete_prob:
+                continue
+            if self.canonical and rng.random() < self.canonical_prob:
+                token = self.canonical.get(token, token)
+            elif self.homophones and rng.random() < self.homophone_prob:
+                token = rng.choice(self.homophones.get(token, [token]))
+            if rng.random() < self.substitute_prob:
+                token = rng.choice(vocabulary)
+            out.append(token)
+            copies = 1
+            while copies < 3 and rng.random() < self.repeat_prob:
+                out.append(token)
+                copies += 1
+        return out or ids[:1]
+
+    def expected_length(self, n: int) -> int:
+        return int(n * (1 - self.delete_prob) * (1 + self.repeat_prob + self.repeat_prob ** 2)) + 1
+
+
 class TextLines(torch.utils.data.Dataset):
-    def __init__(self, path: str | Path, tokenizer, max_len: int = 256):
+    def __init__(self, path: str | Path, tokenizer, max_len: int = 256, prefix: NoisyPrefix | None = None,
+                 deterministic: bool = False):
         path = Path(path)
         if not path.is_file():
             raise DataError(f"{path}: the LM text file does not exist. Fix: run the data stage that writes it.")
@@ -35,28 +113,63 @@ class TextLines(torch.utils.data.Dataset):
         if not self.items:
             raise DataError(f"{path}: no sentences. Fix: one sentence a line.")
         self.pad_id = tokenizer.pad_id
+        self.prefix, self.deterministic = prefix, deterministic
+        self.has_bos = bool(bos)
+        self.vocabulary = sorted({t for x in self.items for t in x[len(bos):-1]})
 
     def __len__(self) -> int:
         return len(self.items)
 
-    def __getitem__(self, index: int) -> list[int]:
-        return self.items[index]
+    def lengths(self) -> list[int]:
+        """Expected sequence lengths, for the token budget of a batch."""
+        if self.prefix is None:
+            return [len(x) for x in self.items]
+        return [len(x) + self.prefix.expected_length(len(x) - 1 - self.has_bos) for x in self.items]
 
-    def collate(self, items: list[list[int]]) -> dict:
-        width = max(len(x) for x in items)
+    def __getitem__(self, index: int) -> tuple[list[int], int]:
+        """``(sequence, number of leading positions without loss)``."""
+        item = self.items[index]
+        if self.prefix is None:
+            return item, 0
+        # dev: the same corruption at every validation; train: a new one each time, from torch's RNG
+        # (seeded by the trainer, like SpecAugment).
+        rng = random.Random(index if self.deterministic else int(torch.randint(0, 2**31 - 1, ())))
+        noisy = self.prefix.corrupt(item[self.has_bos:-1], self.vocabulary, rng)
+        return noisy + item, len(noisy) + self.has_bos
+
+    def collate(self, items: list[tuple[list[int], int]]) -> dict:
+        width = max(len(x) for x, _ in items)
         ids = torch.full((len(items), width), self.pad_id, dtype=torch.long)
         mask = torch.zeros((len(items), width), dtype=torch.long)
-        for i, x in enumerate(items):
+        no_loss = torch.zeros((len(items), width), dtype=torch.bool)
+        for i, (x, skip) in enumerate(items):
             ids[i, : len(x)] = torch.tensor(x)
             mask[i, : len(x)] = 1
-        labels = ids.masked_fill(mask == 0, -100)
+            no_loss[i, :skip] = True  # the prefix (and the bos that ends it) is input only
+        labels = ids.masked_fill((mask == 0) | no_loss, -100)
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
+def build_noisy_prefix(options: dict | None, tokenizer) -> NoisyPrefix | None:
+    """``data.lm_prefix`` of an lm config -> NoisyPrefix (None: plain LM pretraining)."""
+    if options is None:
+        return None
+    options = dict(options)
+    lexicon = options.pop("lexicon", None)
+    try:
+        prefix = NoisyPrefix(**options)
+    except TypeError as error:
+        raise DataError(f"data.lm_prefix: {error}; valid keys: lexicon, canonical_prob, homophone_prob, "
+                        "substitute_prob, delete_prob, repeat_prob") from None
+    if lexicon:
+        prefix.homophones, prefix.canonical = read_homophones(lexicon, tokenizer)
+    return prefix
+
+
 def build_text_loader(path, tokenizer, *, max_tokens: int, shuffle: bool, seed: int, rank: int = 0,
-                      world_size: int = 1) -> torch.utils.data.DataLoader:
-    dataset = TextLines(path, tokenizer)
-    sampler = BucketBatchSampler([len(x) for x in dataset.items], max_tokens, shuffle=shuffle, seed=seed,
+                      world_size: int = 1, prefix: NoisyPrefix | None = None) -> torch.utils.data.DataLoader:
+    dataset = TextLines(path, tokenizer, prefix=prefix, deterministic=not shuffle)
+    sampler = BucketBatchSampler(dataset.lengths(), max_tokens, shuffle=shuffle, seed=seed,
                                  rank=rank, world_size=world_size)
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate)
 

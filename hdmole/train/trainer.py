@@ -27,7 +27,7 @@ from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, load_state, save_checkpoint
 from hdmole.train.config import TrainConfig
 from hdmole.train.encoder_cache import EncoderCache
-from hdmole.train.lm_data import build_text_loader, lm_forward
+from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward
 from hdmole.train.setup import prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
@@ -102,9 +102,11 @@ class Trainer:
     def _loaders(self):
         c, tok = self.config, self.tokenizer
         if c.mode == "lm":
+            prefix = build_noisy_prefix(c.data.lm_prefix, tok)
             train = build_text_loader(c.data.train, tok, max_tokens=c.data.max_frames, shuffle=True, seed=c.seed,
-                                      rank=self.rank, world_size=self.world)
-            dev = build_text_loader(c.data.dev, tok, max_tokens=c.data.max_frames, shuffle=False, seed=c.seed) if c.data.dev else None
+                                      rank=self.rank, world_size=self.world, prefix=prefix)
+            dev = (build_text_loader(c.data.dev, tok, max_tokens=c.data.max_frames, shuffle=False, seed=c.seed,
+                                     prefix=prefix) if c.data.dev else None)
             return train, dev
         specaug = c.data.specaug if c.mode == "base" else None  # frozen encoder later: no augmentation
         common = dict(max_frames=c.data.max_frames, seed=c.seed, tokenizer=tok, cmvn=c.data.cmvn)
