@@ -90,6 +90,15 @@ def test_paired_test_sets_and_disjoint_speakers(corpus):
     assert set(table(corpus / "train_std" / "text").values()) <= lm_train
     chars = set((corpus / "chars.txt").read_text(encoding="utf-8").split())
     assert all(set(line) <= chars for line in lm_train)
+    # lexicon.txt: `char pinyin`, every character of the LM text, readings as the speech was made from
+    lexicon = [line.split() for line in (corpus / "lexicon.txt").read_text(encoding="utf-8").splitlines()]
+    assert all(len(entry) == 2 for entry in lexicon)
+    assert {char for char, _ in lexicon} == set("".join(lm_train))
+    readings = set(map(tuple, lexicon))
+    pinyin = table(corpus / "train_std" / "pinyin")
+    for utt, text in table(corpus / "train_std" / "text").items():
+        spoken = pinyin[utt].split()
+        assert sum((c, p) in readings for c, p in zip(text, spoken)) >= 0.9 * len(text)
 
 
 def test_rerun_is_skipped_and_other_config_refused(corpus, tmp_path, capsys):

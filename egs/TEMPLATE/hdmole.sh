@@ -28,6 +28,7 @@ std_test=test_std          # the source-domain test set
 accent_tests=""            # the target-domain test sets
 lm_text=data/lm_train.txt  # text for the tokenizer and the LM stage
 lm_dev_text=data/lm_dev.txt
+lm_lexicon=""              # a lexicon (char pron) for the LM stage's homophone noise (data.lm_prefix in lm.yaml)
 tokenizer_conf=""          # a tokenizer YAML mapping; empty: train a char sentencepiece model in stage 2
 conf_dir=conf
 data_dir=data
@@ -92,7 +93,10 @@ stage_lm() {
     [ -f "$data_dir/lang/char.model" ] || python -m hdmole.bin.train_tokenizer "$lm_text" "$data_dir/lang/char"
   fi
   if [ -f "$conf_dir/lm.yaml" ]; then
-    train "$conf_dir/lm.yaml" "$exp_dir/lm" --override "data.train=$lm_text" --override "data.dev=$lm_dev_text"
+    local lexicon=()
+    if [ -n "$lm_lexicon" ]; then need "$lm_lexicon" 0; lexicon=(--override "data.lm_prefix.lexicon=$lm_lexicon"); fi
+    train "$conf_dir/lm.yaml" "$exp_dir/lm" --override "data.train=$lm_text" --override "data.dev=$lm_dev_text" \
+      "${lexicon[@]}"
   else
     log "no $conf_dir/lm.yaml: the LLM is used as loaded (pre-trained), no LM stage"
   fi
@@ -171,6 +175,7 @@ EOF
   done
   local notes=()
   [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
+  [ -f "$exp_dir/run_commands.txt" ] && notes+=(--run-commands "$exp_dir/run_commands.txt")
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $systems --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \

@@ -8,6 +8,7 @@
 #   ./run.sh --fast true                  # a tiny corpus and model: the whole recipe in a few minutes
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
+invocation="./run.sh $*"  # recorded in <exp>/run_commands.txt, quoted in RESULTS.md
 
 stage=0
 stop_stage=7
@@ -43,6 +44,7 @@ dump_dir=${dump_dir:-dump$suffix}
 exp_dir=${exp_dir:-exp$suffix}
 $fast && results_dir=$exp_dir
 mkdir -p "$exp_dir"
+echo "$(date '+%F %T') $invocation" >>"$exp_dir/run_commands.txt"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   start=$SECONDS
@@ -59,7 +61,7 @@ if [ "$stop_stage" -ge 1 ]; then
   ../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --nj "$nj" --systems "$systems" \
     --source-train train_std --source-dev dev_std --target-train train_accent --target-dev dev_accent \
     --std-test test_std --accent-tests "$accent_tests" \
-    --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" \
+    --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" --lm-lexicon "$data_dir/lexicon.txt" \
     --data-dir "$data_dir" --dump-dir "$dump_dir" --exp-dir "$exp_dir" --results-dir "$results_dir" \
     --beam "$beam" --train-args "$train_args"
 fi

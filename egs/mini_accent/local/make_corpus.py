@@ -6,7 +6,9 @@
 Writes into --out: one Kaldi data dir per set (train_std train_accent dev_std dev_accent test_std
 test_<accent>...), accents.txt (domain index = line order, Mandarin first), chars.txt (the
 character set, most frequent first), lm_train.txt / lm_dev.txt (text-only LM data: every selected
-sentence except the dev and test ones / the dev ones), corpus_stats.json, log/make_corpus.log, and
+sentence except the dev and test ones / the dev ones), lexicon.txt (Kaldi-style ``char pinyin``: the
+readings of each character in the LM text, for the LM stage's homophone noise), corpus_stats.json,
+log/make_corpus.log, and
 the audio under --wav-dir (default <out>/wavs). A finished corpus is skipped unless --force; a
 killed run resumes (wavs already written are kept).
 """
@@ -20,6 +22,7 @@ import logging
 import shutil
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +35,7 @@ from corpus_datadir import check_corpus, write_data_dir  # noqa: E402
 from corpus_plan import plan_sets, unique_utterances  # noqa: E402
 from corpus_sentences import collect_sentences, split_sentences  # noqa: E402
 from corpus_synthesis import Job, check_tools, run_jobs, wav_duration  # noqa: E402
+from pinyin_inventory import text_to_tone3  # noqa: E402
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[1] / "conf" / "corpus.yaml"
 DONE_MARKER = ".corpus_done.json"
@@ -74,12 +78,30 @@ def remove_previous(out: Path, wav_dir: Path) -> None:
     for name in set_names:
         shutil.rmtree(out / name, ignore_errors=True)
     shutil.rmtree(wav_dir, ignore_errors=True)
-    for name in (DONE_MARKER, "accents.txt", "chars.txt", "lm_train.txt", "lm_dev.txt", "corpus_stats.json"):
+    for name in (DONE_MARKER, "accents.txt", "chars.txt", "lm_train.txt", "lm_dev.txt", "lexicon.txt", "corpus_stats.json"):
         (out / name).unlink(missing_ok=True)
 
 
 def write_lines(path: Path, lines: list[str]) -> None:
     path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+
+
+def lexicon_lines(sentences: list[str], chars: list[str], min_share: float = 0.05) -> list[str]:
+    """``char pinyin`` for every reading pypinyin gives a character in context, in at least ``min_share``
+    of its occurrences (rarer readings are mostly pypinyin's mistakes). Characters in ``chars`` order
+    (most frequent first), each one's readings most frequent first: the LM stage takes the first
+    character of a pronunciation as its canonical spelling."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for sentence in sentences:
+        counts.update(zip(sentence, text_to_tone3(sentence)))
+    readings: dict[str, list[tuple[int, str]]] = {}
+    for (char, syllable), n in counts.items():
+        readings.setdefault(char, []).append((n, syllable))
+    lines = []
+    for char in chars:
+        found = sorted(readings.get(char, []), key=lambda r: (-r[0], r[1]))
+        lines += [f"{char} {syllable}" for n, syllable in found if n >= min_share * sum(c for c, _ in found)]
+    return lines
 
 
 def build(config: dict[str, Any], out: Path, wav_dir: Path, nj: int) -> dict[str, Any]:
@@ -98,6 +120,7 @@ def build(config: dict[str, Any], out: Path, wav_dir: Path, nj: int) -> dict[str
     write_lines(out / "chars.txt", pool.chars)
     write_lines(out / "lm_train.txt", [id_to_text[i] for i in split.train])
     write_lines(out / "lm_dev.txt", [id_to_text[i] for i in split.dev])
+    write_lines(out / "lexicon.txt", lexicon_lines([id_to_text[i] for i in split.train], pool.chars))
 
     sets, speakers = plan_sets(split, id_to_text, accent_list, config, wav_dir)
     utterances = unique_utterances(sets)
