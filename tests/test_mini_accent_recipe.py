@@ -52,6 +52,7 @@ def test_every_stage_writes_its_outputs(recipe):
     for system in ["base", *SYSTEMS]:
         assert f"| {system} |" in results
     assert (exp / "results" / "routing_hdmole.png").is_file()
+    assert "Made by" in results and "./run.sh --fast true" in results  # the recipe command, quoted
     stages = [line.split("\t")[0] for line in (exp / "stage_times.tsv").read_text().splitlines()]
     assert stages == [str(s) for s in range(8)]
 

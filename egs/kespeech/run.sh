@@ -14,6 +14,7 @@
 #   ./run.sh --stage 3 --model large --ngpu 8
 set -euo pipefail
 cd "$(dirname "$0")"  # not readlink -f: a linked copy of the recipe keeps its own data/, dump/, exp/
+invocation="./run.sh $*"  # recorded in <exp>/run_commands.txt, quoted in RESULTS.md
 . ./path.sh
 . ./db.sh
 
@@ -40,6 +41,8 @@ log() { echo "$(date '+%F %T') [run.sh] $*" >&2; }
 [ -n "$model_conf" ] || model_conf=conf/model_${model}.yaml
 [ -f "$model_conf" ] || { log "ERROR: model config $model_conf not found (--model large|small or --model-conf FILE)"; exit 1; }
 [ -n "$exp_dir" ] || exp_dir=exp/$(basename "$model_conf" .yaml)
+mkdir -p "$exp_dir"
+echo "$(date '+%F %T') $invocation" >>"$exp_dir/run_commands.txt"
 for s in $systems; do
   [ -f "conf/systems/$s.yaml" ] || { log "ERROR: unknown system '$s': no conf/systems/$s.yaml"; exit 1; }
 done

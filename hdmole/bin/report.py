@@ -36,6 +36,13 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
+def _run_commands(path: Path | None) -> list[str]:
+    if path is None or not path.is_file():
+        return []
+    lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return ["Made by (date, time, command, in the recipe directory):\n", "```\n" + "\n".join(lines) + "\n```\n"]
+
+
 def stage_times_table(path: Path) -> str:
     """``stage_times.tsv``: ``stage<TAB>name<TAB>seconds`` lines written by the recipe's run.sh."""
     if not path.is_file():
@@ -63,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage-times", type=Path, help="stage_times.tsv of the recipe run")
     parser.add_argument("--title", default="Results")
     parser.add_argument("--notes", type=Path, help="a markdown file appended under the table")
+    parser.add_argument("--run-commands", type=Path,
+                        help="the recipe invocations that made these results (one a line, e.g. exp/run_commands.txt)")
     args = parser.parse_args(argv)
 
     from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
@@ -102,7 +111,8 @@ def main(argv: list[str] | None = None) -> int:
     parts = [
         f"# {args.title}\n",
         f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_description()}.\n",
-        f"Command: `{command}`\n",
+        *_run_commands(args.run_commands),
+        f"Report command: `{command}`\n",
         "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
         "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
         "train time is the stage-2 wall time.\n",
