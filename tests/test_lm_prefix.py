@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from hdmole.data.errors import DataError
+from hdmole.train.config import LMPrefixConfig
 from hdmole.train.lm_data import NoisyPrefix, TextLines, build_noisy_prefix, read_homophones
 
 
@@ -49,7 +50,7 @@ def test_homophone_groups(lexicon):
 
 
 def test_corruption_keeps_pronunciation_and_repeats(lexicon):
-    prefix = NoisyPrefix(homophone_prob=1.0, substitute_prob=0.0, delete_prob=0.0, repeat_prob=0.0,
+    prefix = NoisyPrefix(LMPrefixConfig(homophone_prob=1.0, substitute_prob=0.0, delete_prob=0.0, repeat_prob=0.0),
                          homophones=read_homophones(lexicon, TOK)[0])
     rng = random.Random(0)
     seen = set()
@@ -59,20 +60,20 @@ def test_corruption_keeps_pronunciation_and_repeats(lexicon):
         assert noisy[0] in ids("中钟终") and noisy[1:] == ids("国人")
         seen.add(noisy[0])
     assert seen == set(ids("中钟终"))  # every homophone is drawn
-    prefix.repeat_prob = 1.0
+    prefix.options.repeat_prob = 1.0
     assert prefix.corrupt(ids("人国"), ids(CHARS), rng) == ids("人人人国国国")  # at most 3 copies
-    prefix.delete_prob = 1.0
+    prefix.options.delete_prob = 1.0
     assert prefix.corrupt(ids("人国"), ids(CHARS), rng) == ids("人")  # never empty
-    canonical = build_noisy_prefix({"lexicon": str(lexicon), "canonical_prob": 1.0, "substitute_prob": 0.0,
-                                    "delete_prob": 0.0, "repeat_prob": 0.0}, TOK)
+    canonical = build_noisy_prefix(LMPrefixConfig(lexicon=str(lexicon), canonical_prob=1.0, substitute_prob=0.0,
+                                                  delete_prob=0.0, repeat_prob=0.0), TOK)
     assert canonical.corrupt(ids("终钟中国"), ids(CHARS), rng) == ids("中中中国")  # one spelling a sound
 
 
 def test_batch_layout_has_loss_only_after_the_prefix(tmp_path, lexicon):
     text = tmp_path / "lm.txt"
     text.write_text("中国人\n过果\n", encoding="utf-8")
-    prefix = build_noisy_prefix({"lexicon": str(lexicon), "repeat_prob": 0.0, "delete_prob": 0.0,
-                                 "substitute_prob": 0.0}, TOK)
+    prefix = build_noisy_prefix(LMPrefixConfig(lexicon=str(lexicon), repeat_prob=0.0, delete_prob=0.0,
+                                               substitute_prob=0.0), TOK)
     lines = TextLines(text, TOK, prefix=prefix, deterministic=True)
     assert lines.lengths() == [3 + 2 + 3 + 1, 2 + 2 + 2 + 1]  # prefix + bos + text + eos (estimate: + 1)
     batch = lines.collate([lines[0], lines[1]])
@@ -89,7 +90,7 @@ def test_batch_layout_has_loss_only_after_the_prefix(tmp_path, lexicon):
 def test_training_draws_new_corruptions(tmp_path, lexicon):
     text = tmp_path / "lm.txt"
     text.write_text("中中中中中中中中中中中中\n", encoding="utf-8")
-    lines = TextLines(text, TOK, prefix=build_noisy_prefix({"lexicon": str(lexicon)}, TOK))
+    lines = TextLines(text, TOK, prefix=build_noisy_prefix(LMPrefixConfig(lexicon=str(lexicon)), TOK))
     torch.manual_seed(0)
     assert len({tuple(lines[0][0]) for _ in range(10)}) > 1
 
@@ -101,5 +102,3 @@ def test_errors_name_the_file_and_line(tmp_path):
     bad.write_text("中 zhong1\n钟\n", encoding="utf-8")
     with pytest.raises(DataError, match=r"lexicon.txt line 2: expected 'word pron"):
         read_homophones(bad, TOK)
-    with pytest.raises(DataError, match="valid keys: lexicon, canonical_prob, homophone_prob"):
-        build_noisy_prefix({"homophone_probability": 0.5}, TOK)

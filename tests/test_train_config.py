@@ -1,4 +1,6 @@
 """Training configs: overrides, number coercion, and errors that name the key."""
+import re
+
 import pytest
 import yaml
 
@@ -28,10 +30,23 @@ def test_overrides_and_number_coercion(config):
     ("optim.lrr=1", "unknown key optim.lrr"),
     ("mode=train", "mode must be one of lm, base, router, adapt"),
     ("checkpoint.every_steps", "must look like key.sub=value"),
+    ("data.lm_prefix.homophone_probability=0.5", "unknown key data.lm_prefix.homophone_probability; valid keys of "
+     "data.lm_prefix: canonical_prob, delete_prob, homophone_prob, lexicon, repeat_prob, substitute_prob"),
+    ("data.lm_prefix.repeat_prob=1.5", "data.lm_prefix.repeat_prob must be a probability in [0, 1], got 1.5"),
 ])
 def test_bad_values_name_the_key(config, override, message):
-    with pytest.raises(ConfigError, match=message.replace(".", r"\.").replace("(", r"\(")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         load_train_config(config, [override])
+
+
+def test_lm_prefix_section(config):
+    c, _ = load_train_config(config, ["data.lm_prefix={lexicon: lexicon.txt, homophone_prob: 1}"])
+    assert c.data.lm_prefix.lexicon == "lexicon.txt"
+    assert c.data.lm_prefix.homophone_prob == 1.0 and isinstance(c.data.lm_prefix.homophone_prob, float)
+    assert c.data.lm_prefix.repeat_prob == 0.4  # defaults for what the file leaves out
+    with pytest.raises(ConfigError, match="data.lm_prefix is the LM stage's listening task; mode 'base'"):
+        load_train_config(config, ["mode=base", "trainable=[projector]", "data.accents=a.txt",
+                                   "data.lm_prefix={repeat_prob: 0.3}"])
 
 
 def test_missing_model_file(config, tmp_path):

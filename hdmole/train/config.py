@@ -36,6 +36,17 @@ class ConfigError(ValueError):
 
 
 @dataclass
+class LMPrefixConfig:
+    """lm mode: the listening task of hdmole.train.lm_data (per-token probabilities)."""
+    lexicon: str = ""                # Kaldi-style `word pron` lexicon; empty: no homophone noise
+    canonical_prob: float = 0.0      # replaced by the canonical spelling of its pronunciation
+    homophone_prob: float = 0.5      # else by a random token of the same pronunciation
+    substitute_prob: float = 0.05    # by a random token of the text
+    delete_prob: float = 0.03
+    repeat_prob: float = 0.4         # one more copy (at most 3): speech has several frames a token
+
+
+@dataclass
 class DataConfig:
     train: str = ""                  # a data dir (ASR modes) or a text file, one sentence a line (lm)
     dev: str = ""
@@ -45,8 +56,7 @@ class DataConfig:
     specaug: dict | None = None      # hdmole.data SpecAugment options; base mode only
     num_workers: int = 0
     cache_encoder: bool = True       # router/adapt: the encoder is frozen, so run it once and cache
-    lm_prefix: dict | None = None    # lm: the noisy-prefix listening task (hdmole.train.lm_data.NoisyPrefix:
-                                     # lexicon, homophone_prob, substitute_prob, delete_prob, repeat_prob)
+    lm_prefix: LMPrefixConfig | None = None  # lm: the noisy-prefix listening task (hdmole.train.lm_data)
 
 
 @dataclass
@@ -113,6 +123,14 @@ class TrainConfig:
                 raise ConfigError(f"{source}: adapter.system full_ft needs 'trainable' (e.g. [projector])")
         if self.mode == "base" and not self.trainable:
             raise ConfigError(f"{source}: mode 'base' needs 'trainable' (e.g. [encoder, projector, ctc])")
+        if self.data.lm_prefix is not None:
+            if self.mode != "lm":
+                raise ConfigError(f"{source}: data.lm_prefix is the LM stage's listening task; mode {self.mode!r} "
+                                  "does not use it (remove it)")
+            for f in dataclasses.fields(LMPrefixConfig):
+                value = getattr(self.data.lm_prefix, f.name)
+                if f.name.endswith("_prob") and not 0.0 <= value <= 1.0:
+                    raise ConfigError(f"{source}: data.lm_prefix.{f.name} must be a probability in [0, 1], got {value}")
         if self.checkpoint.metric not in ("loss", "acc"):
             raise ConfigError(f"{source}: checkpoint.metric must be loss or acc")
 

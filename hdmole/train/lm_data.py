@@ -25,6 +25,7 @@ import torch
 from hdmole.data.batching import BucketBatchSampler
 from hdmole.data.errors import DataError
 from hdmole.text.normalize import normalize_text
+from hdmole.train.config import LMPrefixConfig
 
 
 def read_homophones(lexicon: str | Path, tokenizer) -> tuple[dict[int, list[int]], dict[int, int]]:
@@ -62,35 +63,33 @@ def read_homophones(lexicon: str | Path, tokenizer) -> tuple[dict[int, list[int]
 
 @dataclass
 class NoisyPrefix:
-    """How the listening prefix corrupts a sentence, token by token (probabilities)."""
-    canonical_prob: float = 0.0   # replaced by the canonical token of its pronunciation (one spelling a sound)
-    homophone_prob: float = 0.5   # else replaced by a random token of the same pronunciation (itself included)
-    substitute_prob: float = 0.05  # replaced by a random token of the text
-    delete_prob: float = 0.03
-    repeat_prob: float = 0.4      # one more copy (geometric, at most 3): speech has several frames a token
+    """How the listening prefix corrupts a sentence, token by token (``options``: the probabilities)."""
+    options: LMPrefixConfig
     homophones: dict[int, list[int]] | None = None
     canonical: dict[int, int] | None = None
 
     def corrupt(self, ids: list[int], vocabulary: list[int], rng: random.Random) -> list[int]:
+        o = self.options
         out = []
         for token in ids:
-            if rng.random() < self.delete_prob:
+            if rng.random() < o.delete_prob:
                 continue
-            if self.canonical and rng.random() < self.canonical_prob:
+            if self.canonical and rng.random() < o.canonical_prob:
                 token = self.canonical.get(token, token)
-            elif self.homophones and rng.random() < self.homophone_prob:
+            elif self.homophones and rng.random() < o.homophone_prob:
                 token = rng.choice(self.homophones.get(token, [token]))
-            if rng.random() < self.substitute_prob:
+            if rng.random() < o.substitute_prob:
                 token = rng.choice(vocabulary)
             out.append(token)
             copies = 1
-            while copies < 3 and rng.random() < self.repeat_prob:
+            while copies < 3 and rng.random() < o.repeat_prob:
                 out.append(token)
                 copies += 1
         return out or ids[:1]
 
     def expected_length(self, n: int) -> int:
-        return int(n * (1 - self.delete_prob) * (1 + self.repeat_prob + self.repeat_prob ** 2)) + 1
+        o = self.options
+        return int(n * (1 - o.delete_prob) * (1 + o.repeat_prob + o.repeat_prob ** 2)) + 1
 
 
 class TextLines(torch.utils.data.Dataset):
@@ -150,19 +149,13 @@ class TextLines(torch.utils.data.Dataset):
         return {"input_ids": ids, "attention_mask": mask, "labels": labels}
 
 
-def build_noisy_prefix(options: dict | None, tokenizer) -> NoisyPrefix | None:
+def build_noisy_prefix(options: LMPrefixConfig | None, tokenizer) -> NoisyPrefix | None:
     """``data.lm_prefix`` of an lm config -> NoisyPrefix (None: plain LM pretraining)."""
     if options is None:
         return None
-    options = dict(options)
-    lexicon = options.pop("lexicon", None)
-    try:
-        prefix = NoisyPrefix(**options)
-    except TypeError as error:
-        raise DataError(f"data.lm_prefix: {error}; valid keys: lexicon, canonical_prob, homophone_prob, "
-                        "substitute_prob, delete_prob, repeat_prob") from None
-    if lexicon:
-        prefix.homophones, prefix.canonical = read_homophones(lexicon, tokenizer)
+    prefix = NoisyPrefix(options)
+    if options.lexicon:
+        prefix.homophones, prefix.canonical = read_homophones(options.lexicon, tokenizer)
     return prefix
 
 
