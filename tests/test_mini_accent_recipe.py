@@ -73,3 +73,12 @@ def test_stage_without_inputs_names_the_stage_to_run(recipe, tmp_path):
 def test_unknown_system_is_an_error(recipe):
     result = run("--systems", "hdmole bogus", "--stage", 5, **recipe)
     assert result.returncode != 0 and "unknown system 'bogus'" in result.stderr
+
+
+def test_report_for_one_system_keeps_the_others(recipe):
+    """`--systems hdmole` after a full run (one more system, or a rerun of one) must not shrink the table."""
+    result = run("--stage", 7, "--systems", "hdmole", **recipe)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line.split("|")[1].strip() for line in (recipe["exp_dir"] / "RESULTS.md").read_text().splitlines()
+            if line.startswith("| ") and not line.startswith("| system")]
+    assert rows[: 1 + len(SYSTEMS)] == ["base", *SYSTEMS]  # table order, lora kept although not requested

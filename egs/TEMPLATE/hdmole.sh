@@ -19,7 +19,9 @@ stage=1
 stop_stage=7
 nj=2                       # parallel jobs for features and decoding
 ngpu=0                     # >0: training runs with torchrun on that many GPUs
-systems=""                 # comparison systems (conf/systems/<name>.yaml), in table order
+systems=""                 # comparison systems (conf/systems/<name>.yaml) to train and decode
+table_systems=""           # every system of the recipe, in table order: the report keeps those already
+                           # decoded, so adding one system (--systems hdmole) does not shrink RESULTS.md
 source_train=train_std     # source-domain (standard) sets
 source_dev=dev_std
 target_train=train_accent  # target-domain (accent) adaptation sets
@@ -148,14 +150,24 @@ stage_decode() {
   done
 }
 
+report_systems() {  # table order: the known systems requested or already decoded, then any others requested
+  local s out=""
+  for s in $table_systems; do
+    if [[ " $systems " == *" $s "* ]] || [ -f "$exp_dir/$s/decode_$std_test/text" ]; then out+=" $s"; fi
+  done
+  for s in $systems; do [[ " $out " == *" $s "* ]] || out+=" $s"; done
+  echo "$out"
+}
+
 stage_report() {
-  local all_test=$dump_dir/test_all
+  local all_test=$dump_dir/test_all report
+  report=$(report_systems)
   # One data dir with every test set, so the routing statistics cover every accent.
   if [ ! -f "$all_test/feats.scp" ]; then
     # shellcheck disable=SC2086
     utils/combine_data.sh "$all_test" $(for s in $std_test $accent_tests; do echo "$data_dir/$s"; done) >/dev/null
   fi
-  for system in base $systems; do
+  for system in base $report; do
     for set in $std_test $accent_tests; do
       need "$exp_dir/$system/decode_$set/text" 6
       python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$system/decode_$set/text" \
@@ -177,7 +189,7 @@ EOF
   [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
   [ -f "$exp_dir/run_commands.txt" ] && notes+=(--run-commands "$exp_dir/run_commands.txt")
   # shellcheck disable=SC2086
-  python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $systems --std-set "$std_test" \
+  python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
     --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}"
 }

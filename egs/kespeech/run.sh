@@ -27,7 +27,8 @@ aishell_root=$AISHELL
 model=large                 # large (whisper-large-v3 + Qwen2-7B) | small (whisper-small + Qwen2-0.5B)
 model_conf=""               # a model YAML; default conf/model_<model>.yaml
 num_mel_bins=""             # default: the encoder's (local/model_info.py)
-systems="full_ft lora mole_top1 mole_top2 mole_dense hdmole_no_global hdmole_no_threshold hdmole"
+all_systems="full_ft lora mole_top1 mole_top2 mole_dense hdmole_no_global hdmole_no_threshold hdmole"
+systems=$all_systems
 std_test=test_aishell
 accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern test_Lan-Yin test_Jiang-Huai test_Ji-Lu test_Jiao-Liao"
 exp_dir=""                  # default exp/<model config name>
@@ -85,7 +86,7 @@ decode_args=""
 first=$stage; [ "$first" -ge 1 ] || first=1
 log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
 ../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --ngpu "$ngpu" --nj "$nj" \
-  --systems "$systems" \
+  --systems "$systems" --table-systems "$all_systems" \
   --source-train train_aishell --source-dev dev_aishell \
   --target-train train_kespeech --target-dev dev_kespeech \
   --std-test "$std_test" --accent-tests "$accent_tests" \

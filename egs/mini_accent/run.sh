@@ -59,6 +59,7 @@ accent_tests=$(for a in $accents; do printf 'test_%s ' "$a"; done)
 if [ "$stop_stage" -ge 1 ]; then
   first=$(( stage > 1 ? stage : 1 ))
   ../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --nj "$nj" --systems "$systems" \
+    --table-systems "$all_systems" \
     --source-train train_std --source-dev dev_std --target-train train_accent --target-dev dev_accent \
     --std-test test_std --accent-tests "$accent_tests" \
     --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" --lm-lexicon "$data_dir/lexicon.txt" \
