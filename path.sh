@@ -8,7 +8,7 @@ fi
 # shellcheck disable=SC1091
 . "$HDMOLE_ROOT/tools/venv/bin/activate"
 export PYTHONPATH=$HDMOLE_ROOT${PYTHONPATH:+:$PYTHONPATH}
-export PATH=$HDMOLE_ROOT/utils:$PATH
+export PATH=$HDMOLE_ROOT/utils:$HDMOLE_ROOT/tools/kenlm/bin:$PATH  # KenLM's lmplz (tools/install.sh)
 # Kaldi convention: byte-order sorting everywhere. Python switches to UTF-8 mode under the C locale
 # (PEP 538/540); PYTHONUTF8 makes that explicit so Chinese text is read and written as UTF-8.
 export LC_ALL=C PYTHONUTF8=1

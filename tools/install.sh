@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Sets up everything hdmole needs on a fresh machine:
-#   1. the Debian packages the default recipe uses to make speech (espeak-ng, sox);
+#   1. the Debian packages the default recipe uses to make speech (espeak-ng, sox) and those KenLM builds with;
 #   2. tools/venv: a Python >= 3.11 virtual environment with every package pinned in
-#      tools/requirements.txt, plus espnet (see below) and the hdmole package in editable mode.
+#      tools/requirements.txt, plus espnet (see below) and the hdmole package in editable mode;
+#   3. KenLM: its Python module in the venv, lmplz and build_binary in tools/kenlm/bin.
 # Idempotent: once a venv is complete (its stamp matches the pins), a second run only checks and exits.
 #
 # Usage: tools/install.sh [--force]     (--force reinstalls the Python packages)
@@ -21,6 +22,10 @@ stamp=$venv/.hdmole-installed
 # typeguard, all pinned in tools/requirements.txt. We never import espnet's DefaultFrontend (it needs
 # torchaudio, broken with torch 2.13 here); features come from kaldi-native-fbank instead.
 espnet_version=202511
+# KenLM (n-gram LMs for shallow fusion): the Python module (queries) from its PyPI source, and lmplz /
+# build_binary (estimation) compiled with CMake from the same source into tools/kenlm/bin, as ESPnet's
+# and WeNet's installers build them. Debian ships no KenLM; PyPI has no wheel for Python 3.11.
+kenlm_version=0.3.0
 
 force=false
 case "${1:-}" in
@@ -33,9 +38,17 @@ esac
 die() { echo "tools/install.sh: ERROR: $*" >&2; exit 1; }
 
 # ---- 1. Debian packages -----------------------------------------------------------------------
+# espeak-ng and sox make the default recipe's speech; the rest builds KenLM (section 3).
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+command -v cmake >/dev/null 2>&1 || missing+=(cmake)
+command -v g++ >/dev/null 2>&1 || missing+=(g++)
+for header in boost/program_options.hpp:libboost-program-options-dev boost/thread.hpp:libboost-thread-dev \
+              boost/system/error_code.hpp:libboost-system-dev boost/test/unit_test.hpp:libboost-test-dev \
+              zlib.h:zlib1g-dev bzlib.h:libbz2-dev lzma.h:liblzma-dev; do
+  [ -e "/usr/include/${header%%:*}" ] || missing+=("${header#*:}")
+done
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
     echo "tools/install.sh: installing Debian packages: ${missing[*]}"
@@ -47,8 +60,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- 2. Python virtual environment -------------------------------------------------------------
-want=$(cat "$requirements" "$top/pyproject.toml" | sha1sum | cut -d' ' -f1)-espnet$espnet_version
-if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
+want=$(cat "$requirements" "$top/pyproject.toml" | sha1sum | cut -d' ' -f1)-espnet$espnet_version-kenlm$kenlm_version
+if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ] \
+   && [ -x "$top/tools/kenlm/bin/lmplz" ]; then
   echo "tools/install.sh: $venv is complete (delete it or pass --force to reinstall)"
   exit 0
 fi
@@ -77,9 +91,27 @@ pip install -r "$requirements" >>"$log" 2>&1 || pip_failed "tools/requirements.t
 pip install --no-deps "espnet==$espnet_version" >>"$log" 2>&1 || pip_failed "espnet==$espnet_version"
 pip install --no-deps --no-build-isolation -e "$top" >>"$log" 2>&1 || pip_failed "hdmole (editable)"
 
+# ---- 3. KenLM ------------------------------------------------------------------------------------
+pip install "kenlm==$kenlm_version" >>"$log" 2>&1 || pip_failed "kenlm==$kenlm_version"
+kenlm_dir=$top/tools/kenlm
+if [ ! -x "$kenlm_dir/bin/lmplz" ] || [ "$(cat "$kenlm_dir/.version" 2>/dev/null)" != "$kenlm_version" ]; then
+  echo "tools/install.sh: building KenLM's lmplz (a few minutes; log: $log)"
+  rm -rf "$kenlm_dir" && mkdir -p "$kenlm_dir/src" "$kenlm_dir/bin"
+  pip download --no-deps --no-binary :all: "kenlm==$kenlm_version" -d "$kenlm_dir/src" >>"$log" 2>&1 \
+    || pip_failed "kenlm==$kenlm_version (source for lmplz)"
+  tar -xzf "$kenlm_dir/src/kenlm-$kenlm_version.tar.gz" -C "$kenlm_dir/src"
+  build=$kenlm_dir/src/kenlm-$kenlm_version/build
+  mkdir -p "$build"
+  { (cd "$build" && cmake .. -DCMAKE_BUILD_TYPE=Release -DENABLE_PYTHON=OFF && make -j "$(nproc)" lmplz build_binary) \
+      && cp "$build/bin/lmplz" "$build/bin/build_binary" "$kenlm_dir/bin/"; } >>"$log" 2>&1 \
+    || die "building KenLM's lmplz failed (see the end of $log)"
+  rm -rf "$kenlm_dir/src"
+  echo "$kenlm_version" >"$kenlm_dir/.version"
+fi
+
 # A last check that what the recipes import really imports.
 "$venv/bin/python" - >>"$log" 2>&1 <<'EOF' || die "the installed packages do not import (see the end of $log)"
-import torch, transformers, kaldi_native_fbank, kaldiio, sentencepiece, jiwer, yaml, tqdm, matplotlib, pypinyin
+import torch, transformers, kaldi_native_fbank, kaldiio, sentencepiece, jiwer, yaml, tqdm, matplotlib, pypinyin, kenlm
 from espnet2.asr.encoder.conformer_encoder import ConformerEncoder
 import hdmole
 assert torch.__version__.startswith("2.13.0"), torch.__version__

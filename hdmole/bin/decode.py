@@ -47,6 +47,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--max-len-ratio", type=float, default=1.0,
                    help="most tokens per speech embedding fed to the LLM (plus 2)")
     p.add_argument("--no-length-norm", action="store_true", help="beam: rank by summed log-prob, not per token")
+    p.add_argument("--ngram", default=None,
+                   help="character n-gram LM (ARPA or KenLM binary, from hdmole.bin.train_ngram) for shallow fusion")
+    p.add_argument("--ngram-weight", type=float, default=0.3, help="weight of the n-gram log-probability")
+    p.add_argument("--pre-beam", type=int, default=8,
+                   help="with --ngram: tokens per hypothesis (the LLM's most probable) scored with the n-gram")
     p.add_argument("--tokenizer", default=None,
                    help="tokenizer config as YAML, e.g. '{type: sentencepiece, model: data/lang/char.model}' "
                         "(default: the config's tokenizer section)")
@@ -101,6 +106,12 @@ def decode_shard(job: dict) -> dict:
         _MODELS[key] = load_model_for_inference(args.config, list(key[1]), tokenizer=tokenizer,
                                                 num_accents=len(accents), device=args.device)
     model = _MODELS[key]
+    fusion = None
+    if args.ngram:
+        from hdmole.decode.ngram import NgramLM
+        from hdmole.decode.search import Fusion
+
+        fusion = Fusion(NgramLM(args.ngram, tokenizer), weight=args.ngram_weight, pre_beam=args.pre_beam)
     loader = build_dataloader(job["data"], accents, max_frames=args.batch_frames, shuffle=False, seed=0,
                               cmvn=job["cmvn"])
     batches = loader.batch_sampler.batches[job["job_id"]:: job["nj"]]
@@ -109,7 +120,7 @@ def decode_shard(job: dict) -> dict:
     start = time.perf_counter()
     for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
         texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
-                             max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm)
+                             max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm, fusion=fusion)
         for utt, hyp, ref in zip(batch["utt_ids"], texts, batch["texts"]):
             # One line per utterance in a Kaldi text file: no newlines, no leading/doubled spaces.
             hyps[utt], refs[utt] = " ".join(hyp.split()), ref
@@ -174,6 +185,7 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
         "cpu_rtf": sum(r["seconds"] for r in results) / max(audio_seconds, 1e-9),
         "decode_seconds": decode_seconds, "audio_seconds": audio_seconds, "wall_seconds_with_loading": wall,
         "utterances": len(hyps), "beam": args.beam, "nj": args.nj, "threads_per_job": threads,
+        "ngram": args.ngram or "none", "ngram_weight": args.ngram_weight if args.ngram else 0.0,
         "device": args.device,
     }
     _write_atomic(out / "rtf", "".join(f"{k} {v:.4f}\n" if isinstance(v, float) else f"{k} {v}\n"

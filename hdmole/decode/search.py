@@ -16,6 +16,7 @@ and reorders the cache with ``Cache.reorder_cache``.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 
@@ -78,13 +79,45 @@ def _strip(seq: list[int], eos: int, limit: int) -> list[int]:
     return seq[: seq.index(eos)] if eos in seq else seq
 
 
+@dataclass(frozen=True)
+class Fusion:
+    """Shallow fusion of an n-gram LM (hdmole.decode.ngram.NgramLM) into beam search."""
+
+    lm: object
+    weight: float = 0.3
+    pre_beam: int = 8
+
+
+def _ngram_scores(lm, states, cand_tok, row_scores, done, beam):
+    """n-gram log-probabilities [rows, pre_beam] of each row's candidate tokens, and the states after them.
+
+    Rows that cannot extend (a finished utterance, a beam still at -inf) are not scored. A Python loop:
+    KenLM's queries are C++ calls of about a microsecond; the LLM step dominates (docs/model.md)."""
+    rows, width = cand_tok.shape
+    out = torch.zeros(rows, width)
+    next_states: list = [None] * rows
+    live = (row_scores > float("-inf")).tolist()
+    for row, tokens in enumerate(cand_tok.tolist()):
+        if done[row // beam] or not live[row]:
+            continue
+        scored = [lm.score(states[row], tok) for tok in tokens]
+        out[row] = torch.tensor([logp for logp, _ in scored])
+        next_states[row] = [state for _, state in scored]
+    return out, next_states
+
+
 def beam_search(model, enc_out, enc_lens, probs=None, beam=4, max_len=None,
-                max_len_ratio=DEFAULT_MAX_LEN_RATIO, length_norm=True):
+                max_len_ratio=DEFAULT_MAX_LEN_RATIO, length_norm=True, fusion: "Fusion | None" = None):
     """Token ids (without eos) of the best hypothesis per utterance.
 
-    A hypothesis ends at eos; an utterance stops once it holds ``beam`` ended hypotheses or reaches its
-    token limit (then the live beams count as ended). Scores are summed log-probabilities, divided by the
+    A hypothesis ends at eos (counted only when that ending ranks among the ``beam`` best candidates of the
+    step); an utterance stops once it holds ``beam`` ended hypotheses or reaches its token limit (then the
+    live beams count as ended). Scores are summed log-probabilities, divided by the
     number of tokens including eos when ``length_norm`` (otherwise short hypotheses win too often).
+
+    ``fusion`` (shallow fusion with an n-gram LM): each live hypothesis extends only its ``pre_beam`` most
+    probable tokens under the LLM (ESPnet's pre-beam for partial scorers), each scored
+    ``log P_llm + weight * log P_ngram``; weight 0 (or no fusion) is the plain search.
     """
     llm, eos = model.llm, model.eos_id
     embeds, mask, positions, speech_lens = _prefill(model, enc_out, enc_lens, probs)
@@ -108,28 +141,46 @@ def beam_search(model, enc_out, enc_lens, probs=None, beam=4, max_len=None,
     def final_score(score: float, n_tokens: int) -> float:
         return score / n_tokens if length_norm else score
 
+    use_lm = fusion is not None and fusion.weight != 0.0
+    lm_states = [fusion.lm.begin() for _ in range(b * beam)] if use_lm else None
     for step in range(max(limits)):
         logp = logits.float().log_softmax(-1)
-        vocab = logp.size(-1)
-        cand = (scores[..., None] + logp.view(b, beam, vocab)).view(b, beam * vocab)
+        if use_lm:  # candidates: each row's pre-beam tokens, scored with the n-gram added
+            cand_logp, cand_tok = logp.topk(min(fusion.pre_beam, logp.size(-1)), dim=-1)
+            lm_logp, lm_next = _ngram_scores(fusion.lm, lm_states, cand_tok, scores.view(-1), done, beam)
+            cand_logp = cand_logp + fusion.weight * lm_logp.to(dev)
+        else:
+            cand_logp, cand_tok, lm_next = logp, None, None
+        width = cand_logp.size(-1)
+        cand = (scores[..., None] + cand_logp.view(b, beam, width)).view(b, beam * width)
         top_scores, top_idx = cand.topk(2 * beam, dim=-1)
         new_scores = torch.full((b, beam), float("-inf"), device=dev)
         new_src = torch.arange(beam, device=dev).repeat(b, 1)
         new_tok = torch.full((b, beam), eos, dtype=torch.long, device=dev)
+        new_states = list(lm_states) if use_lm else None
         hist = tokens.tolist()
+        cand_tok_rows = cand_tok.tolist() if use_lm else None
         for i in range(b):
             if done[i]:
                 continue
             kept = 0
-            for s, idx in zip(top_scores[i].tolist(), top_idx[i].tolist()):
+            for rank, (s, idx) in enumerate(zip(top_scores[i].tolist(), top_idx[i].tolist())):
                 if s == float("-inf"):
                     break
-                src, tok = divmod(idx, vocab)
+                src, col = divmod(idx, width)
+                tok = cand_tok_rows[i * beam + src][col] if use_lm else col
                 if tok == eos:
+                    if rank >= beam:
+                        # An ending outside the best `beam` candidates would not have held a beam (as in
+                        # transformers' beam search): counting it lets weak beams that end early stop the
+                        # search before a strong live one ends, which n-gram fusion makes common.
+                        continue
                     hyp = hist[i * beam + src]
                     ended[i].append((final_score(s, len(hyp) + 1), hyp))
                     continue
                 new_scores[i, kept], new_src[i, kept], new_tok[i, kept] = s, src, tok
+                if use_lm:
+                    new_states[i * beam + kept] = lm_next[i * beam + src][col]
                 kept += 1
                 if kept == beam:
                     break
@@ -145,6 +196,7 @@ def beam_search(model, enc_out, enc_lens, probs=None, beam=4, max_len=None,
         tokens = torch.cat([tokens[rows], new_tok.view(-1, 1)], dim=1)
         cache.reorder_cache(rows)
         scores = new_scores
+        lm_states = new_states
         mask = torch.cat([mask, mask.new_ones(b * beam, 1)], dim=1)
         with model.routing(row_probs):
             logits, cache = _llm_step(llm, new_tok.view(-1, 1), mask, next_pos, cache)
@@ -161,22 +213,24 @@ def _batch_encoder_output(model, batch: dict):
 
 @torch.no_grad()
 def decode_batch_ids(model, batch: dict, beam: int = 1, max_len: int | None = None,
-                     max_len_ratio: float = DEFAULT_MAX_LEN_RATIO, length_norm: bool = True) -> list[list[int]]:
+                     max_len_ratio: float = DEFAULT_MAX_LEN_RATIO, length_norm: bool = True,
+                     fusion: Fusion | None = None) -> list[list[int]]:
     """Hypothesis token ids (no eos) for a batch (``feats, feat_lens`` or cached ``enc_out, enc_lens``)."""
     if beam < 1:
         raise ValueError(f"beam must be >= 1, got {beam}")
     model.eval()
     enc_out, enc_lens = _batch_encoder_output(model, batch)
-    probs = model.route(enc_out, enc_lens) if model.global_router is not None else None
-    if beam == 1:
+    probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
+    if beam == 1 and (fusion is None or fusion.weight == 0.0):
         return greedy_search(model, enc_out, enc_lens, probs, max_len, max_len_ratio)
-    return beam_search(model, enc_out, enc_lens, probs, beam, max_len, max_len_ratio, length_norm)
+    return beam_search(model, enc_out, enc_lens, probs, beam, max_len, max_len_ratio, length_norm, fusion)
 
 
 def decode_batch(model, batch: dict, tokenizer, beam: int = 1, max_len: int | None = None,
-                 max_len_ratio: float = DEFAULT_MAX_LEN_RATIO, length_norm: bool = True) -> list[str]:
+                 max_len_ratio: float = DEFAULT_MAX_LEN_RATIO, length_norm: bool = True,
+                 fusion: Fusion | None = None) -> list[str]:
     """Hypothesis texts for a batch, in batch order."""
-    ids = decode_batch_ids(model, batch, beam, max_len, max_len_ratio, length_norm)
+    ids = decode_batch_ids(model, batch, beam, max_len, max_len_ratio, length_norm, fusion)
     return [tokenizer.decode(x) for x in ids]
 
 
@@ -191,7 +245,7 @@ def hf_generate(model, batch: dict, beam: int = 1, max_len: int | None = None,
     """
     model.eval()
     enc_out, enc_lens = _batch_encoder_output(model, batch)
-    probs = model.route(enc_out, enc_lens) if model.global_router is not None else None
+    probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
     embeds, mask, _, speech_lens = _prefill(model, enc_out, enc_lens, probs)
     limits = token_limits(speech_lens, max_len, max_len_ratio)
     pad = model.llm.config.pad_token_id if model.llm.config.pad_token_id is not None else model.eos_id
@@ -202,4 +256,4 @@ def hf_generate(model, batch: dict, beam: int = 1, max_len: int | None = None,
     return [_strip(seq, model.eos_id, n) for seq, n in zip(out.tolist(), limits)]
 
 
-__all__ = ["decode_batch", "decode_batch_ids", "greedy_search", "beam_search", "hf_generate", "token_limits"]
+__all__ = ["Fusion", "decode_batch", "decode_batch_ids", "greedy_search", "beam_search", "hf_generate", "token_limits"]
