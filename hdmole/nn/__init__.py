@@ -4,7 +4,7 @@ Knows nothing about speech and imports nothing from the rest of hdmole. See docs
 """
 
 from .config import HDMoLEConfig
-from .gating import expert_domains, gate, routing_probabilities, threshold_gate, topk_gate
+from .gating import expert_domains, gate, routing_probabilities, source_keep, threshold_gate, topk_gate
 from .inject import (
     adapter_parameters,
     adapter_state_dict,
@@ -37,6 +37,7 @@ __all__ = [
     "reference_forward",
     "expert_domains",
     "routing_probabilities",
+    "source_keep",
     "gate",
     "threshold_gate",
     "topk_gate",

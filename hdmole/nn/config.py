@@ -17,6 +17,8 @@ class HDMoLEConfig:
     """Configuration of the LoRA experts that :func:`hdmole.nn.inject` adds to each target ``nn.Linear``.
 
     E = ``num_domains * experts_per_domain`` experts; expert e serves domain ``e // experts_per_domain``.
+    With ``source_domain`` s set, only the other D - 1 domains own experts (E = (D - 1) * m, the domains in
+    their order with s skipped) and the update is scaled by 1 - g_s: g_s = 1 is exactly the base layer.
     With E == 1 the layer is a plain LoRA whatever ``routing`` and ``gating`` say (a single expert has
     nothing to route): ``HDMoLEConfig(num_domains=1, experts_per_domain=1, routing="none", gating="dense")``
     is the canonical spelling.
@@ -34,14 +36,27 @@ class HDMoLEConfig:
     top_k: int = 1  # k for gating == "topk"
     threshold_init: float = 0.1  # initial tau in (0, 1); tau = sigmoid(learned logit)
     gate_gradient: str = "straight_through"  # straight_through | exact (see docs/method.md, gating)
+    # Domain whose posterior keeps the base model (docs/method.md, "the source-preserving path"): it owns no
+    # expert, and the routed update is scaled by 1 - g_source, so g_source = 1 gives exactly the base layer.
+    source_domain: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     # ------------------------------------------------------------------ derived
     @property
+    def num_expert_domains(self) -> int:
+        """Domains that own experts: all of them, or all but the source domain."""
+        return self.num_domains - (self.source_domain is not None)
+
+    @property
+    def expert_domain_ids(self) -> list[int]:
+        """The domain index of each group of m experts, in expert order."""
+        return [d for d in range(self.num_domains) if d != self.source_domain]
+
+    @property
     def num_experts(self) -> int:
-        return self.num_domains * self.experts_per_domain
+        return self.num_expert_domains * self.experts_per_domain
 
     @property
     def scaling(self) -> float:
@@ -49,7 +64,7 @@ class HDMoLEConfig:
 
     @property
     def is_plain_lora(self) -> bool:
-        return self.num_experts == 1
+        return self.num_experts == 1 and self.source_domain is None
 
     @property
     def uses_local_router(self) -> bool:
@@ -115,6 +130,15 @@ class HDMoLEConfig:
             self.gate_gradient in GATE_GRADIENTS,
             f"gate_gradient must be one of {GATE_GRADIENTS}, got {self.gate_gradient!r}",
         )
+        if self.source_domain is not None:
+            s = self.source_domain
+            need(isinstance(s, int) and not isinstance(s, bool), f"source_domain must be an int or None, got {s!r}")
+            need(self.num_domains >= 2, f"source_domain needs num_domains >= 2 (a source and a target), got {self.num_domains}")
+            need(0 <= s < self.num_domains, f"source_domain={s} is not a domain index in [0, {self.num_domains})")
+            need(
+                self.routing in ("hierarchical", "global"),
+                f"source_domain needs the global posterior (routing hierarchical or global), got routing={self.routing!r}",
+            )
         E = self.num_experts
         if self.gating == "topk":
             need(self.top_k <= E, f"top_k={self.top_k} exceeds the number of experts E={E}")

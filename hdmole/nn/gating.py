@@ -21,8 +21,17 @@ _TOP_MARGIN = 1e-6
 
 
 def expert_domains(config: HDMoLEConfig, device: torch.device | None = None) -> Tensor:
-    """Domain index of each expert: expert e belongs to domain e // experts_per_domain."""
-    return torch.arange(config.num_experts, device=device) // config.experts_per_domain
+    """Domain index of each expert: expert e belongs to domain e // experts_per_domain (counting only the
+    domains that own experts: the source domain, when set, is skipped)."""
+    owners = torch.tensor(config.expert_domain_ids, device=device)
+    return owners.repeat_interleave(config.experts_per_domain)
+
+
+def source_keep(config: HDMoLEConfig, global_posterior: Tensor) -> Tensor | None:
+    """[N, 1] factor 1 - g_source that scales the routed update, or None without a source domain."""
+    if config.source_domain is None:
+        return None
+    return 1.0 - global_posterior[:, config.source_domain : config.source_domain + 1]
 
 
 def routing_probabilities(
@@ -36,6 +45,11 @@ def routing_probabilities(
     m = config.experts_per_domain
     if config.routing == "local":
         return torch.softmax(local_logits, dim=-1)
+    if config.source_domain is not None:
+        # Among the domains that own experts: g renormalised over them (the source share is applied as the
+        # 1 - g_source scale of the whole update, see source_keep).
+        owned = global_posterior[:, config.expert_domain_ids]
+        global_posterior = owned / owned.sum(dim=-1, keepdim=True).clamp_min(_TINY)
     # g_{d(e)}: each domain's probability repeated for its m experts (experts are grouped by domain).
     g_expert = global_posterior.repeat_interleave(m, dim=-1) if m > 1 else global_posterior
     if config.routing == "global":

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import HDMoLEConfig
-from .gating import gate, routing_probabilities
+from .gating import gate, routing_probabilities, source_keep
 
 # Local-router init: logits of std ~0.1 for unit-variance inputs, i.e. a near-uniform softmax (so at
 # the start p is essentially the global posterior) that still breaks ties token by token (so static
@@ -124,7 +124,9 @@ class HDMoLELinear(nn.Module):
         return g.to(device=self.hdmole_lora_A.device, dtype=dtype)[:, None, :].expand(batch, per_utt, g.shape[1]).reshape(num_tokens, g.shape[1])
 
     def routing_weights(self, x: Tensor) -> Tensor | None:
-        """Expert weights w [N, E] for x [B, ..., d_in] (N = all tokens), or None for a plain LoRA."""
+        """Expert weights w [N, E] for x [B, ..., d_in] (N = all tokens), or None for a plain LoRA.
+
+        With a source domain the weights of a token sum to 1 - g_source, not 1."""
         cfg = self.config
         if cfg.is_plain_lora:
             return None
@@ -135,8 +137,11 @@ class HDMoLELinear(nn.Module):
         posterior = self._token_posterior(lead, flat.shape[0], dtype) if cfg.uses_global_posterior else None
         p = routing_probabilities(cfg, local_logits, posterior)
         w = gate(cfg, p, self.threshold())
+        keep = source_keep(cfg, posterior) if posterior is not None else None
         if self._stats_sink is not None:
-            self._stats_sink.record(self, w.detach(), lead)
+            self._stats_sink.record(self, w.detach(), lead, None if keep is None else keep.detach())
+        if keep is not None:  # the source-preserving path: g_source = 1 leaves exactly the base layer
+            w = w * keep
         return w
 
     # ------------------------------------------------------------------ forward

@@ -26,11 +26,13 @@ class _Sums:
         self.tokens = torch.zeros((), dtype=torch.float64, device=device)
         self.active = torch.zeros(num_experts, dtype=torch.float64, device=device)
         self.weight = torch.zeros(num_experts, dtype=torch.float64, device=device)
+        self.scale = torch.zeros((), dtype=torch.float64, device=device)
 
-    def add(self, tokens: Tensor | int, active: Tensor, weight: Tensor) -> None:
+    def add(self, tokens: Tensor | int, active: Tensor, weight: Tensor, scale: Tensor | float) -> None:
         self.tokens += tokens
         self.active += active.to(torch.float64)
         self.weight += weight.to(torch.float64)
+        self.scale += torch.as_tensor(scale, dtype=torch.float64, device=self.scale.device)
 
     def as_dict(self) -> dict[str, Any]:
         n = max(float(self.tokens), 1.0)
@@ -40,19 +42,23 @@ class _Sums:
             "mean_active_experts": float(self.active.sum()) / n,
             "mean_weight_per_expert": (self.weight / n).tolist(),
             "active_fraction_per_expert": active,
+            "mean_update_scale": float(self.scale) / n,
         }
 
 
 class RoutingStatsRecorder:
     """Accumulates, per HDMoLE layer with more than one expert, over every forward inside the block:
-    mean number of active experts per token, mean routing weight and active fraction per expert,
+    mean number of active experts per token, mean routing weight and active fraction per expert, the mean
+    source-path scale (1 - g_source; 1 without a source domain),
     optionally split by a per-utterance domain label; `summary()` adds each layer's current threshold.
     """
 
     def __init__(self, model: nn.Module, domain_labels: Sequence[Hashable] | None = None) -> None:
-        self.layers = {name: layer for name, layer in hdmole_layers(model) if layer.num_experts > 1}
+        self.layers = {name: layer for name, layer in hdmole_layers(model) if not layer.config.is_plain_lora
+                       and (layer.num_experts > 1 or layer.config.source_domain is not None)}
         if not self.layers:
-            raise ValueError("RoutingStatsRecorder: the model has no HDMoLE layer with more than one expert")
+            raise ValueError("RoutingStatsRecorder: the model has no routed HDMoLE layer (more than one expert, "
+                             "or a source domain)")
         self._names = {id(layer): name for name, layer in self.layers.items()}
         self.domain_labels = list(domain_labels) if domain_labels is not None else None
         self.reset()
@@ -78,9 +84,13 @@ class RoutingStatsRecorder:
             layer._stats_sink = None
 
     # called by HDMoLELinear.routing_weights when this recorder is attached
-    def record(self, layer: HDMoLELinear, weights: Tensor, lead_shape: torch.Size) -> None:
+    def record(self, layer: HDMoLELinear, weights: Tensor, lead_shape: torch.Size, keep: Tensor | None = None) -> None:
+        """``weights`` [N, E]: the gate's weights (which experts are active); ``keep`` [N, 1]: the source-path
+        scale 1 - g_source (None: 1). The weights applied, and averaged here, are ``weights * keep``."""
         name = self._names[id(layer)]
         E = weights.shape[-1]
+        if keep is None:
+            keep = torch.ones(weights.shape[0], 1, dtype=weights.dtype, device=weights.device)
         batch = lead_shape[0] if len(lead_shape) else 1
         if self.domain_labels is not None and len(self.domain_labels) != batch:
             raise ValueError(
@@ -88,13 +98,15 @@ class RoutingStatsRecorder:
                 f"utterances at layer {name!r}; call set_domain_labels with one label per utterance"
             )
         active = weights > 0
+        applied = weights * keep
         total = self._totals.setdefault(name, _Sums(E, weights.device))
-        total.add(weights.shape[0], active.sum(dim=0), weights.sum(dim=0))
+        total.add(weights.shape[0], active.sum(dim=0), applied.sum(dim=0), keep.sum())
         if self.domain_labels is None:
             return
         per_utt = weights.shape[0] // batch
         utt_active = active.view(batch, per_utt, E).sum(dim=1)
-        utt_weight = weights.view(batch, per_utt, E).sum(dim=1)
+        utt_weight = applied.view(batch, per_utt, E).sum(dim=1)
+        utt_keep = keep.view(batch, per_utt).sum(dim=1)
         cells = self._by_domain.setdefault(name, {})
         groups: dict[Hashable, list[int]] = {}
         for index, label in enumerate(self.domain_labels):
@@ -102,7 +114,8 @@ class RoutingStatsRecorder:
         for label, rows in groups.items():
             index = torch.tensor(rows, device=weights.device)
             cell = cells.setdefault(label, _Sums(E, weights.device))
-            cell.add(len(rows) * per_utt, utt_active[index].sum(dim=0), utt_weight[index].sum(dim=0))
+            cell.add(len(rows) * per_utt, utt_active[index].sum(dim=0), utt_weight[index].sum(dim=0),
+                     utt_keep[index].sum())
 
     def summary(self) -> dict[str, dict[str, Any]]:
         """{layer name: {tokens, mean_active_experts, mean_weight_per_expert, active_fraction_per_expert,

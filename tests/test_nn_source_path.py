@@ -1,0 +1,117 @@
+"""The source-preserving path of hdmole.nn (config.source_domain): no experts for the source domain, the
+update scaled by 1 - g_source, so a one-hot source posterior is exactly the base layer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from hdmole.nn import HDMoLEConfig, RoutingStatsRecorder, expert_domains, global_routing, inject, reference_forward
+
+torch.manual_seed(0)
+
+
+def trained_model(config: HDMoLEConfig) -> nn.Module:
+    """Two stacked linears with HDMoLE injected and non-zero experts (as after training)."""
+    model = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8))
+    inject(model, config, ["0", "2"])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(std=0.5)
+    return model
+
+
+CONFIGS = [
+    HDMoLEConfig(rank=2, num_domains=5, source_domain=0, routing="hierarchical", gating="threshold"),
+    HDMoLEConfig(rank=2, num_domains=5, source_domain=0, routing="hierarchical", gating="topk", top_k=2),
+    HDMoLEConfig(rank=2, num_domains=5, source_domain=0, routing="global", gating="threshold"),
+    HDMoLEConfig(rank=2, num_domains=5, source_domain=2, experts_per_domain=2, routing="hierarchical",
+                 combine="sum", gating="dense"),
+]
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c.routing}-{c.gating}-src{c.source_domain}")
+def test_one_hot_source_posterior_is_exactly_the_base_model(config):
+    model = trained_model(config)
+    base = nn.Sequential(nn.Linear(12, 16), nn.ReLU(), nn.Linear(16, 8))
+    base[0].load_state_dict({"weight": model[0].weight, "bias": model[0].bias})
+    base[2].load_state_dict({"weight": model[2].weight, "bias": model[2].bias})
+    x = torch.randn(3, 7, 12)
+    g = torch.zeros(3, 5)
+    g[:, config.source_domain] = 1.0
+    with global_routing(model, g):
+        out = model(x)
+    assert torch.equal(out, base(x))
+    # ... and any other posterior changes it (the experts are not zero)
+    g_accent = torch.zeros(3, 5)
+    g_accent[:, (config.source_domain + 1) % 5] = 1.0
+    with global_routing(model, g_accent):
+        assert not torch.allclose(model(x), base(x))
+
+
+def test_update_scales_with_one_minus_the_source_posterior():
+    config = CONFIGS[2]  # global routing: weights follow g over the target domains, no local router
+    model = trained_model(config)
+    layer = model[0]
+    x = torch.randn(2, 4, 12)
+    target = torch.tensor([[0.0, 0.7, 0.3, 0.0, 0.0]] * 2)
+    half = torch.tensor([[0.5, 0.35, 0.15, 0.0, 0.0]] * 2)  # same target proportions, half the source mass
+    with torch.no_grad():
+        with global_routing(layer, target):
+            full_update = layer(x) - layer.base_layer(x)
+            assert torch.allclose(layer(x), reference_forward(layer, x), atol=1e-6)
+        with global_routing(layer, half):
+            half_update = layer(x) - layer.base_layer(x)
+    assert torch.allclose(half_update, 0.5 * full_update, atol=1e-6)
+
+
+def test_layout_and_size_have_no_source_experts():
+    config = HDMoLEConfig(rank=3, num_domains=5, experts_per_domain=2, source_domain=0)
+    assert config.num_experts == 8
+    assert expert_domains(config).tolist() == [1, 1, 2, 2, 3, 3, 4, 4]
+    layer = trained_model(config)[0]
+    assert layer.hdmole_lora_A.shape == (8, 3, 12) and layer.hdmole_router.weight.shape == (8, 12)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (dict(routing="local"), "needs the global posterior"),
+    (dict(source_domain=5), "not a domain index"),
+    (dict(num_domains=1, source_domain=0, routing="global"), "num_domains >= 2"),
+])
+def test_bad_source_domain_configs_are_errors(bad, message):
+    kwargs = dict(num_domains=5, source_domain=0, routing="hierarchical") | bad
+    with pytest.raises(ValueError, match=message):
+        HDMoLEConfig(**kwargs)
+
+
+def test_gradients_reach_experts_router_and_threshold_but_not_through_a_one_hot_source():
+    config = CONFIGS[0]
+    model = trained_model(config)
+    x = torch.randn(4, 5, 12)
+    g = torch.softmax(torch.randn(4, 5), -1)
+    with global_routing(model, g):
+        model(x).pow(2).sum().backward()
+    layer = model[0]
+    for p in (layer.hdmole_lora_A, layer.hdmole_lora_B, layer.hdmole_router.weight, layer.hdmole_threshold_logit):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    model.zero_grad()
+    g = torch.zeros(4, 5)
+    g[:, 0] = 1.0
+    with global_routing(model, g):
+        model(x).pow(2).sum().backward()
+    assert layer.hdmole_lora_B.grad.abs().sum() == 0  # the base model's outputs: nothing for the experts to learn
+
+
+def test_stats_record_the_update_scale_and_gate_activity_apart():
+    model = trained_model(CONFIGS[0])
+    x = torch.randn(2, 3, 12)
+    g = torch.tensor([[1.0, 0, 0, 0, 0], [0.0, 1.0, 0, 0, 0]])
+    with RoutingStatsRecorder(model) as recorder, global_routing(model, g):
+        recorder.set_domain_labels(["Mandarin", "Southwestern"])
+        model(x)
+    stats = recorder.summary()["0"]["by_domain"]
+    assert stats["Mandarin"]["mean_update_scale"] == 0.0 and sum(stats["Mandarin"]["mean_weight_per_expert"]) == 0.0
+    assert stats["Southwestern"]["mean_update_scale"] == 1.0
+    assert stats["Southwestern"]["mean_weight_per_expert"][0] == pytest.approx(1.0, abs=0.05)  # its own expert (e0)
