@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-rate", type=int, default=16000, help="expected sample rate; other rates are an error")
     parser.add_argument("--num-mel-bins", type=int, default=80, help="mel bins (whisper: 80, or 128 for large-v3)")
     parser.add_argument("--dither", type=float, default=0.0, help="Kaldi dither (0 = reproducible features)")
+    parser.add_argument("--pitch", action="store_true",
+                        help="append 3 pitch features (voicing, normalised log F0, its delta: hdmole.data.pitch), "
+                             "Kaldi's fbank+pitch for tonal languages")
     parser.add_argument("--force", action="store_true", help="recompute even if feats.scp is complete")
     parser.add_argument("--accents", type=Path, help="accents.txt: also check every utt2accent entry before extracting")
     parser.add_argument("data_dir", type=Path)
@@ -207,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     setup_stage_logging(feat_dir / "log" / "compute_fbank.log")
     log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
     try:
-        config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither,
+        config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither, pitch=args.pitch,
                              feature_type=args.feature_type)
     except ValueError as error:
         parser.error(str(error))

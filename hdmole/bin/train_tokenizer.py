@@ -9,6 +9,11 @@ Writes `<out_prefix>.model` and `<out_prefix>.vocab` with ids pad=0, unk=1, bos=
 Settings chosen so that Chinese round-trips: character_coverage=1.0 (every character of the training text
 gets a piece), sentencepiece's own normalisation off (identity rule, no dummy prefix, whitespace kept).
 For --model-type char, --vocab-size is an upper bound (0 = exactly the characters seen + 4 specials).
+
+    python -m hdmole.bin.train_tokenizer --model-type units --text-file pinyin data/train_std data/lang/pinyin
+
+writes a plain unit list `data/lang/pinyin.units` (`<unk>`, then the units by frequency) of the data dirs'
+`pinyin` files, for CTC on tonal syllables (hdmole.text.tokenizer.UnitTokenizer).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import argparse
 import logging
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 import sentencepiece as spm
@@ -25,16 +31,17 @@ from hdmole.data.errors import DataError
 from hdmole.logs import setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
+from hdmole.text.tokenizer import UnitTokenizer
 
 log = logging.getLogger("hdmole.train_tokenizer")
 NUM_SPECIAL = 4  # pad, unk, bos, eos
 
 
-def read_sentences(sources: list[Path], normalize: bool) -> list[str]:
+def read_sentences(sources: list[Path], normalize: bool, text_file: str = "text") -> list[str]:
     sentences = []
     for source in sources:
         if source.is_dir():
-            lines = read_kaldi_table(source / "text", require_sorted=False, value_name="transcript").entries.values()
+            lines = read_kaldi_table(source / text_file, require_sorted=False, value_name="transcript").entries.values()
         elif source.is_file():
             lines = source.read_text(encoding="utf-8").splitlines()
         else:
@@ -46,6 +53,22 @@ def read_sentences(sources: list[Path], normalize: bool) -> list[str]:
     if not sentences:
         raise DataError(f"no text in {', '.join(map(str, sources))}; give a data dir or a non-empty text file")
     return sentences
+
+
+def write_unit_list(sources: list[Path], out_prefix: Path, text_file: str, min_count: int = 1) -> Path:
+    """``<out_prefix>.units``: ``<unk>``, then every whitespace-separated unit of the text seen at least
+    ``min_count`` times, most frequent first (ties in byte order), for hdmole.text.UnitTokenizer."""
+    counts = Counter(unit for line in read_sentences(sources, normalize=False, text_file=text_file) for unit in line.split())
+    units = sorted((u for u, c in counts.items() if c >= min_count and u != UnitTokenizer.UNK),
+                   key=lambda u: (-counts[u], u))
+    out = Path(str(out_prefix) + ".units")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text("".join(f"{u}\n" for u in [UnitTokenizer.UNK, *units]), encoding="utf-8")
+    tmp.replace(out)
+    log.info("unit list: %d units (+ <unk>) from the %s files of %s -> %s", len(units), text_file,
+             ", ".join(map(str, sources)), out)
+    return out
 
 
 def train_tokenizer(sources: list[Path], out_prefix: Path, model_type: str = "char", vocab_size: int = 0, normalize: bool = True) -> Path:
@@ -96,7 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hdmole.bin.train_tokenizer", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--model-type", default="char", choices=["char", "bpe", "unigram", "word"])
+    parser.add_argument("--model-type", default="char", choices=["char", "bpe", "unigram", "word", "units"],
+                        help="a sentencepiece model type, or units: a plain list of the whitespace-separated units "
+                             "of the text (CTC targets such as tonal pinyin), written to <out_prefix>.units")
+    parser.add_argument("--text-file", default="text",
+                        help="the data-dir file to read (units: e.g. pinyin, a tonal syllable per character)")
+    parser.add_argument("--min-count", type=int, default=1, help="units: keep units seen at least this often")
     parser.add_argument("--vocab-size", type=int, default=0, help="vocabulary size (char: upper bound; 0 = all characters)")
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", help="train on the text as written")
     parser.add_argument("inputs", nargs="+", type=Path, help="text files and/or data dirs")
@@ -104,7 +132,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     setup_stage_logging()
     try:
-        train_tokenizer(args.inputs, args.out_prefix, args.model_type, args.vocab_size, args.normalize)
+        if args.model_type == "units":
+            write_unit_list(args.inputs, args.out_prefix, args.text_file, args.min_count)
+        else:
+            train_tokenizer(args.inputs, args.out_prefix, args.model_type, args.vocab_size, args.normalize)
     except (DataError, ValueError) as error:
         log.error("%s", error)
         return 1

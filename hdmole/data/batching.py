@@ -106,13 +106,15 @@ class BucketBatchSampler(Sampler[list[int]]):
 class ASRCollate:
     """Pad a list of dataset items into a batch dict (see `__call__`); optional SpecAugment and tokenizer."""
 
-    def __init__(self, tokenizer=None, specaug: SpecAugment | None = None):
+    def __init__(self, tokenizer=None, specaug: SpecAugment | None = None, ctc_tokenizer=None):
         self.tokenizer = tokenizer
         self.specaug = specaug
+        self.ctc_tokenizer = ctc_tokenizer
 
     def __call__(self, items: list[dict]) -> dict:
         """{"utt_ids", "feats" [B,T,F] zero-padded, "feat_lens" [B], "texts", "accents" [B]
-        (+ "text_ids" [B,L] padded with tokenizer.pad_id, "text_lens" [B] when a tokenizer is set)}."""
+        (+ "text_ids" [B,L] padded with tokenizer.pad_id, "text_lens" [B] when a tokenizer is set; + "ctc_ids",
+        "ctc_lens" from each item's "ctc_text" when a ctc_tokenizer is set)}."""
         feats = [torch.from_numpy(item["feats"]) for item in items]
         if self.specaug is not None:
             feats = [self.specaug(f) for f in feats]
@@ -127,4 +129,8 @@ class ASRCollate:
             ids = [torch.tensor(self.tokenizer.encode(item["text"]), dtype=torch.long) for item in items]
             batch["text_ids"] = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=self.tokenizer.pad_id)
             batch["text_lens"] = torch.tensor([len(i) for i in ids], dtype=torch.long)
+        if self.ctc_tokenizer is not None:
+            ids = [torch.tensor(self.ctc_tokenizer.encode(item["ctc_text"]), dtype=torch.long) for item in items]
+            batch["ctc_ids"] = torch.nn.utils.rnn.pad_sequence(ids, batch_first=True, padding_value=0)
+            batch["ctc_lens"] = torch.tensor([len(i) for i in ids], dtype=torch.long)
         return batch

@@ -15,6 +15,7 @@ from hdmole.data.cmvn import GlobalCMVN
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
 from hdmole.data.specaug import SpecAugment
+from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 
 
@@ -25,7 +26,8 @@ class ASRDataset(Dataset):
     empty after normalisation is a DataError naming its line. `cmvn` (GlobalCMVN) is applied to features.
     """
 
-    def __init__(self, data_dir: str | Path, accents: AccentList | str | Path, *, cmvn: GlobalCMVN | None = None, normalize: bool = True):
+    def __init__(self, data_dir: str | Path, accents: AccentList | str | Path, *, cmvn: GlobalCMVN | None = None,
+                 normalize: bool = True, ctc_text: str | None = None):
         self.data = DataDir.load(data_dir, accents, require_feats=True)
         self.accents = self.data.accents
         self.cmvn = cmvn
@@ -41,6 +43,15 @@ class ASRDataset(Dataset):
                     f"({self.data.text[utt]!r}); fix the transcript or remove the utterance"
                 )
             self.texts.append(text)
+        # Optional CTC targets from another data-dir file (e.g. `pinyin`: the tonal syllables said), as written.
+        self.ctc_texts = None
+        if ctc_text:
+            table = read_kaldi_table(Path(data_dir) / ctc_text, value_name=f"{ctc_text} units")
+            missing = [utt for utt in self.utt_ids if utt not in table.entries]
+            if missing:
+                raise DataError(f"{table.path}: no entry for {missing[0]!r} ({len(missing)} utterances missing); "
+                                f"data.ctc_text needs a {ctc_text} line for every utterance")
+            self.ctc_texts = [table.entries[utt] for utt in self.utt_ids]
         self._reader = None  # opened lazily, in the process that reads (DataLoader workers)
 
     def __len__(self) -> int:
@@ -67,7 +78,10 @@ class ASRDataset(Dataset):
         feats = self.read_feats(index)
         if self.cmvn is not None:
             feats = self.cmvn.apply(feats)
-        return {"utt_id": self.utt_ids[index], "feats": feats, "text": self.texts[index], "accent": self.accent_ids[index]}
+        item = {"utt_id": self.utt_ids[index], "feats": feats, "text": self.texts[index], "accent": self.accent_ids[index]}
+        if self.ctc_texts is not None:
+            item["ctc_text"] = self.ctc_texts[index]
+        return item
 
 
 def build_dataloader(
@@ -86,11 +100,15 @@ def build_dataloader(
     max_batch_size: int | None = None,
     drop_last: bool = False,
     normalize: bool = True,
+    ctc_text: str | None = None,
+    ctc_tokenizer=None,
 ) -> DataLoader:
     """A DataLoader of padded batches (see ASRCollate) from length buckets (see BucketBatchSampler).
 
     `tokenizer` is a Tokenizer or a build_tokenizer config dict; `cmvn` a GlobalCMVN or its JSON path;
-    `specaug` a SpecAugment or its option dict (training only: pass None for dev/test). Call
+    `specaug` a SpecAugment or its option dict (training only: pass None for dev/test). `ctc_text` names a
+    data-dir file of CTC targets (e.g. `pinyin`) and `ctc_tokenizer` (a Tokenizer or config dict) maps them to
+    `ctc_ids`, `ctc_lens`; without them CTC uses the transcript's tokens. Call
     `loader.batch_sampler.set_epoch(epoch)` before each epoch.
     """
     if isinstance(tokenizer, dict):
@@ -101,7 +119,13 @@ def build_dataloader(
         cmvn = GlobalCMVN.load(cmvn)
     if isinstance(specaug, dict):
         specaug = SpecAugment.from_config(specaug)
-    dataset = ASRDataset(data_dir, accents, cmvn=cmvn, normalize=normalize)
+    if isinstance(ctc_tokenizer, dict):
+        from hdmole.text.tokenizer import build_tokenizer
+
+        ctc_tokenizer = build_tokenizer(ctc_tokenizer)
+    if bool(ctc_text) != (ctc_tokenizer is not None):
+        raise ValueError("build_dataloader: ctc_text and ctc_tokenizer go together (the file of units and their list)")
+    dataset = ASRDataset(data_dir, accents, cmvn=cmvn, normalize=normalize, ctc_text=ctc_text)
     sampler = BucketBatchSampler(
         dataset.num_frames, max_frames, shuffle=shuffle, seed=seed, rank=rank, world_size=world_size,
         max_batch_size=max_batch_size, drop_last=drop_last,
@@ -109,7 +133,7 @@ def build_dataloader(
     return DataLoader(
         dataset,
         batch_sampler=sampler,
-        collate_fn=ASRCollate(tokenizer, specaug),
+        collate_fn=ASRCollate(tokenizer, specaug, ctc_tokenizer),
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         generator=torch.Generator().manual_seed(seed),  # seeds the workers' torch RNG (SpecAugment) reproducibly

@@ -32,10 +32,13 @@ class FbankConfig:
     high_freq: float = 0.0  # <= 0 means Nyquist + high_freq, as in Kaldi
     snip_edges: bool = True
     feature_type: str = "fbank"  # fbank | whisper (see the module docstring)
+    pitch: bool = False  # fbank only: append 3 pitch features (hdmole.data.pitch), Kaldi's fbank+pitch
 
     def __post_init__(self) -> None:
         if self.feature_type not in FEATURE_TYPES:
             raise ValueError(f"feature_type must be one of {', '.join(FEATURE_TYPES)}, not {self.feature_type!r}")
+        if self.pitch and self.feature_type != "fbank":
+            raise ValueError("pitch features go with fbank features only (a pre-trained Whisper encoder takes its own log-mel)")
         if self.feature_type == "whisper":
             if self.sample_rate != 16000:
                 raise ValueError(f"whisper features need 16 kHz audio, not {self.sample_rate} Hz; resample (e.g. sox) first")
@@ -60,7 +63,8 @@ class FbankConfig:
 
 
 def compute_fbank(samples: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
-    """Log-mel fbank [T, num_mel_bins] float32 of mono `samples` in [-1, 1) at `config.sample_rate`.
+    """Log-mel fbank [T, num_mel_bins] float32 of mono `samples` in [-1, 1) at `config.sample_rate` (+ 3 pitch
+    features with `config.pitch`).
 
     Samples are scaled by 32768 first because Kaldi computes features on raw 16-bit sample values; with the
     same options the output matches Kaldi's compute-fbank-feats. Raises DataError when the audio is shorter
@@ -74,4 +78,10 @@ def compute_fbank(samples: np.ndarray, config: FbankConfig = FbankConfig()) -> n
         raise DataError(
             f"audio of {len(samples)} samples is shorter than one {config.frame_length_ms} ms frame; remove the utterance"
         )
-    return np.stack([extractor.get_frame(index) for index in range(num_frames)]).astype(np.float32, copy=False)
+    feats = np.stack([extractor.get_frame(index) for index in range(num_frames)]).astype(np.float32, copy=False)
+    if config.pitch:
+        from hdmole.data.pitch import pitch_features
+
+        feats = np.concatenate([feats, pitch_features(samples, config.sample_rate, num_frames, config.frame_shift_ms,
+                                                      config.frame_length_ms)], axis=1)
+    return feats

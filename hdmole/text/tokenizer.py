@@ -3,6 +3,8 @@
 - `{"type": "sentencepiece", "model": "<prefix>.model"}`: a sentencepiece model, character-level for the
   small from-scratch models (trained by `python -m hdmole.bin.train_tokenizer`, which fixes
   pad=0, unk=1, bos=2, eos=3).
+- `{"type": "units", "list": "<units file>"}`: whitespace-separated units from a plain list (CTC targets such as
+  tonal pinyin), see `UnitTokenizer`.
 - `{"type": "hf", "name_or_path": "<hub id or dir>"}`: the LLM's own tokenizer (`transformers.AutoTokenizer`),
   loaded offline (`local_files_only=True`). eos comes from the tokenizer; pad = eos and bos = eos where the
   tokenizer defines none (Qwen2 has no bos token).
@@ -95,9 +97,43 @@ class HFTokenizer:
         return self._tok.decode([int(i) for i in ids], skip_special_tokens=True)
 
 
+class UnitTokenizer:
+    """A plain list of units, one per line (line index = id, ``<unk>`` on line 0), for CTC targets given as
+    whitespace-separated units, e.g. tonal pinyin ``zhong1 guo2`` (ESPnet's token_list, WeNet's units).
+    Written by ``python -m hdmole.bin.train_tokenizer --model-type units``. CTC needs no bos/eos/pad: they
+    are the unk id, and an unknown unit is ``<unk>`` (a rare syllable of a test set, say)."""
+
+    UNK = "<unk>"
+
+    def __init__(self, path: str | Path):
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: unit list not found; make it with "
+                                    "`python -m hdmole.bin.train_tokenizer --model-type units`")
+        units = path.read_text(encoding="utf-8").split("\n")
+        units = units[:-1] if units and units[-1] == "" else units
+        if not units or units[0] != self.UNK:
+            raise ValueError(f"{path}:1: a unit list starts with {self.UNK!r}; rebuild it with train_tokenizer --model-type units")
+        for number, unit in enumerate(units, 1):
+            if not unit or any(ch.isspace() for ch in unit):
+                raise ValueError(f"{path}:{number}: a unit is one non-empty token without spaces, got {unit!r}")
+        if len(set(units)) != len(units):
+            raise ValueError(f"{path}: units are listed twice; rebuild it with train_tokenizer --model-type units")
+        self.path, self.units = path, units
+        self.index = {u: i for i, u in enumerate(units)}
+        self.vocab_size = len(units)
+        self.unk_id = self.pad_id = self.bos_id = self.eos_id = 0
+
+    def encode(self, text: str) -> list[int]:
+        return [self.index.get(unit, 0) for unit in text.split()]
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return " ".join(self.units[int(i)] for i in ids)
+
+
 def build_tokenizer(conf: dict) -> Tokenizer:
     """Build a tokenizer from `{"type": "sentencepiece", "model": path}` or `{"type": "hf", "name_or_path": ...}`."""
-    allowed = {"sentencepiece": {"type", "model"}, "hf": {"type", "name_or_path"}}
+    allowed = {"sentencepiece": {"type", "model"}, "hf": {"type", "name_or_path"}, "units": {"type", "list"}}
     kind = conf.get("type")
     if kind not in allowed:
         raise ValueError(f"tokenizer config {conf!r}: 'type' must be one of {sorted(allowed)}")
@@ -112,4 +148,6 @@ def build_tokenizer(conf: dict) -> Tokenizer:
         )
     if kind == "sentencepiece":
         return SentencePieceTokenizer(conf["model"])
+    if kind == "units":
+        return UnitTokenizer(conf["list"])
     return HFTokenizer(conf["name_or_path"])
