@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
             enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-            probs = model.route(enc_out, enc_lens) if model.global_router is not None else None
+            probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
             with model.routing(probs):
                 model.project(enc_out, enc_lens)
     stats = recorder.summary()

@@ -66,6 +66,12 @@ def pretrained_parts(model_conf: dict) -> set[str]:
             if isinstance(model_conf.get(part), dict) and "name_or_path" in model_conf[part]}
 
 
+def _needs_router(model: LLMASR) -> bool:
+    from hdmole.nn import hdmole_layers
+
+    return model.oracle_routing or any(layer.config.uses_global_posterior for _, layer in hdmole_layers(model))
+
+
 def _load_into(model: nn.Module, state: dict, path) -> set[str]:
     result = model.load_state_dict(state, strict=False)
     if any("hdmole_" in key for key in result.unexpected_keys):
@@ -120,6 +126,10 @@ def load_model_for_inference(
         loaded |= _load_into(model, ckpt["model"], path)
     from_hub = pretrained_parts(model_conf)
     missing = [k for k in model.state_dict() if k not in loaded and k.split(".", 1)[0] not in from_hub]
+    if missing and all(k.startswith("global_router.") for k in missing) and not _needs_router(model):
+        # A base model (no adapters) decoded without the router stage's checkpoint: it has no router.
+        model.global_router = None
+        missing = []
     if missing:
         raise ValueError(
             f"after loading {[str(p) for p in checkpoint_paths]}, {len(missing)} model tensor(s) were in no "

@@ -16,9 +16,10 @@ from hdmole.models.projector import Projector
 
 MODEL_KEYS = {
     "encoder", "projector", "llm", "global_router", "ctc_weight", "accent_weight", "prompt", "use_bos",
-    "router_grad",
+    "router_grad", "oracle_routing", "ctc_units",
 }
 PROJECTOR_KEYS = {"stack", "hidden", "tail"}
+ROUTER_INPUTS = ("encoder", "ctc")  # what the global router pools: encoder output or CTC posteriors
 DEFAULT_PROMPT = "转写："
 
 
@@ -44,13 +45,25 @@ class LLMASR(nn.Module):
         ctc_weight: float = 0.0,
         accent_weight: float = 0.0,
         router_grad: bool = False,
+        router_input: str = "encoder",
+        oracle_routing: bool = False,
+        ctc_on_units: bool = False,
     ):
         super().__init__()
         self.encoder, self.projector, self.llm = encoder, projector, llm
         self.global_router = global_router
         self.ctc = nn.Linear(encoder.output_size, ctc_vocab_size + 1) if ctc_vocab_size else None
         self.ctc_blank = ctc_vocab_size
+        self.ctc_on_units = ctc_on_units
         self.ctc_weight, self.accent_weight, self.router_grad = ctc_weight, accent_weight, router_grad
+        if router_input not in ROUTER_INPUTS:
+            raise ValueError(f"global_router.input must be one of {ROUTER_INPUTS}, got {router_input!r}")
+        if router_input == "ctc" and self.ctc is None:
+            raise ValueError("global_router.input: ctc needs the CTC head (set ctc_weight > 0 in the model config)")
+        self.router_input = router_input
+        if oracle_routing and global_router is None:
+            raise ValueError("oracle_routing needs the global_router section (it sets the number of domains)")
+        self.oracle_routing = bool(oracle_routing)
         self.eos_id, self.bos_id = eos_id, bos_id
         # Derived from the config and the tokenizer, so not part of the state dict.
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
@@ -63,11 +76,29 @@ class LLMASR(nn.Module):
     def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.global_router is None:
             raise RuntimeError("this model has no global_router (set 'global_router' in the model config)")
+        if self.router_input == "ctc":
+            # What the CTC head hears: per frame its distribution over units given "not blank", weighted by
+            # how much the frame is not blank, so the pooled vector is the expected histogram of heard units.
+            # An accent is which sounds occur (mergers, shifted tones), not how one frame looks.
+            probs = self.ctc(enc_out).float().softmax(-1)
+            speech = 1.0 - probs[..., self.ctc_blank]
+            heard = probs[..., : self.ctc_blank] / speech.clamp_min(1e-6)[..., None]
+            return self.global_router(heard, enc_lens, weights=speech + 1e-6)
         return self.global_router(enc_out, enc_lens)
 
     def route(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         """Utterance-level accent posterior ``[B, D]`` from the global router."""
         return self.route_logits(enc_out, enc_lens).softmax(-1)
+
+    def routing_posterior(self, enc_out: torch.Tensor, enc_lens: torch.Tensor,
+                          accents: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The ``[B, D]`` posterior handed to the HDMoLE layers: the global router's, or with
+        ``oracle_routing`` the one-hot accent labels (an upper bound: it needs the labels at test time)."""
+        if self.oracle_routing:
+            if accents is None:
+                raise ValueError("oracle_routing needs the accent label of every utterance (utt2accent)")
+            return F.one_hot(accents.to(enc_out.device), self.global_router.num_domains).to(enc_out.dtype)
+        return self.route(enc_out, enc_lens) if self.global_router is not None else None
 
     def has_adapters(self) -> bool:
         from hdmole.nn import HDMoLELinear
@@ -115,6 +146,8 @@ class LLMASR(nn.Module):
                 accents = accents.to(logits.device)
                 out["loss_accent"] = F.cross_entropy(logits.float(), accents)
                 out["accent_acc"] = (logits.argmax(-1) == accents).float().mean().detach()
+            if self.oracle_routing:
+                probs = self.routing_posterior(enc_out, enc_lens, batch.get("accents"))
         return enc_out, enc_lens, probs
 
     def _ctc_loss(self, enc_out, enc_lens, text_ids, text_lens) -> torch.Tensor:
@@ -151,8 +184,16 @@ class LLMASR(nn.Module):
             out["loss"] = out["loss_accent"]
             return out
         total = 0.0
-        if self.ctc is not None:
-            out["loss_ctc"] = self._ctc_loss(enc_out, enc_lens, text_ids, text_lens)
+        # CTC trains the encoder (base mode); once the head is frozen its loss is a constant: skip it.
+        if self.ctc is not None and self.ctc.weight.requires_grad:
+            if self.ctc_on_units:  # the CTC head has its own units (e.g. tonal syllables), given by the batch
+                if "ctc_ids" not in batch:
+                    raise ValueError("the model's CTC head is on ctc_units but the batch has no ctc_ids: set data.ctc_text "
+                                     "(the data-dir file of units, e.g. pinyin) in the training config")
+                ctc_ids, ctc_lens = batch["ctc_ids"].to(enc_out.device), batch["ctc_lens"].to(enc_out.device)
+            else:
+                ctc_ids, ctc_lens = text_ids, text_lens
+            out["loss_ctc"] = self._ctc_loss(enc_out, enc_lens, ctc_ids, ctc_lens)
             total = total + self.ctc_weight * out["loss_ctc"]
         if "loss_accent" in out:
             total = total + self.accent_weight * out["loss_accent"]
@@ -227,10 +268,22 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
     projector = Projector(encoder.output_size, llm.get_input_embeddings().embedding_dim,
                           stack=proj_conf.get("stack", 2), hidden=proj_conf.get("hidden", 2048),
                           tail=proj_conf.get("tail", "pad"))
-    router = None
-    if conf.get("global_router") is not None:
-        router = _build_router(dict(conf["global_router"]), encoder.output_size, num_accents)
+    router, router_input = None, "encoder"
     ctc_weight = float(conf.get("ctc_weight", 0.0))
+    ctc_vocab = tokenizer.vocab_size
+    if conf.get("ctc_units"):  # CTC on its own units (a unit list file), not on the LLM's tokens
+        if not ctc_weight > 0:
+            raise ValueError("model config: ctc_units is set but ctc_weight is 0 (no CTC head)")
+        from hdmole.text.tokenizer import UnitTokenizer
+
+        ctc_vocab = UnitTokenizer(conf["ctc_units"]).vocab_size
+    if conf.get("global_router") is not None:
+        router_conf = dict(conf["global_router"])
+        router_input = router_conf.pop("input", "encoder")
+        if router_input == "ctc" and not ctc_weight > 0:
+            raise ValueError("model config: global_router.input: ctc needs the CTC head (ctc_weight > 0)")
+        d_in = ctc_vocab if router_input == "ctc" else encoder.output_size
+        router = _build_router(router_conf, d_in, num_accents)
     use_bos = conf.get("use_bos", True)
     if use_bos and (tokenizer.bos_id is None or tokenizer.bos_id < 0):
         raise ValueError("model config: use_bos is true but the tokenizer has no bos id; set use_bos: false")
@@ -240,10 +293,13 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
         eos_id=tokenizer.eos_id,
         bos_id=tokenizer.bos_id if use_bos else None,
         global_router=router,
-        ctc_vocab_size=tokenizer.vocab_size if ctc_weight > 0 else None,
+        ctc_vocab_size=ctc_vocab if ctc_weight > 0 else None,
         ctc_weight=ctc_weight,
         accent_weight=float(conf.get("accent_weight", 0.0)),
         router_grad=bool(conf.get("router_grad", False)),
+        router_input=router_input,
+        oracle_routing=bool(conf.get("oracle_routing", False)),
+        ctc_on_units=bool(conf.get("ctc_units")),
     )
 
 

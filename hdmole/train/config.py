@@ -57,6 +57,7 @@ class DataConfig:
     num_workers: int = 0
     cache_encoder: bool = True       # router/adapt: the encoder is frozen, so run it once and cache
     lm_prefix: LMPrefixConfig | None = None  # lm: the noisy-prefix listening task (hdmole.train.lm_data)
+    ctc_text: str = ""               # data-dir file of CTC target units (e.g. pinyin) for a model with ctc_units
 
 
 @dataclass
@@ -70,6 +71,9 @@ class OptimConfig:
     scheduler: str = "cosine"        # any name transformers.get_scheduler knows
     grad_clip: float = 5.0
     accum_grad: int = 1
+    # HDMoLE thresholds' own learning rate (no weight decay); null = lr. The threshold is one logit per layer
+    # whose gradient is a sum over tokens of small terms: at the experts' lr it barely moves (0.10 -> 0.09).
+    threshold_lr: float | None = None
 
 
 @dataclass

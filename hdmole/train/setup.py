@@ -128,6 +128,9 @@ def saved_state(model: nn.Module, mode: str, model_conf: dict) -> dict:
         # model is built: not copying it keeps a 7B-LLM base checkpoint at the projector's size, not 18 GB.
         trained = {n.split(".", 1)[0] for n, p in model.named_parameters() if p.requires_grad}
         skip = pretrained_parts(model_conf) - trained
+        # The global router is trained in the router stage: an untrained one here would only pin its shape.
+        if "global_router" not in trained:
+            skip.add("global_router")
         return {n: t for n, t in state.items() if n.split(".", 1)[0] not in skip}
     keep = {n for n, p in model.named_parameters() if p.requires_grad}
     if getattr(model, "global_router", None) is not None:

@@ -25,7 +25,7 @@ from hdmole.data import AccentList, build_dataloader
 from hdmole.models.llm_asr import build_model
 from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, load_state, save_checkpoint
-from hdmole.train.config import TrainConfig
+from hdmole.train.config import ConfigError, TrainConfig
 from hdmole.train.encoder_cache import EncoderCache
 from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward
 from hdmole.train.setup import prepare_model, saved_state
@@ -88,7 +88,8 @@ class Trainer:
         self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
                     if self.world > 1 else None)
         opt = config.optim
-        self.optimizer = torch.optim.AdamW(self.params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+        self.optimizer = torch.optim.AdamW(self._param_groups(), lr=opt.lr, betas=tuple(opt.betas),
+                                           weight_decay=opt.weight_decay)
         self.scheduler = get_scheduler(opt.scheduler, self.optimizer, num_warmup_steps=opt.warmup_steps,
                                        num_training_steps=opt.max_steps)
         self.train_loader, self.dev_loader = self._loaders()
@@ -97,6 +98,19 @@ class Trainer:
         self.train_seconds = 0.0
         self.best: float | None = None
         self.last_dev: dict = {}
+
+    def _param_groups(self) -> list[dict]:
+        """One group, or two when the HDMoLE thresholds have their own learning rate (optim.threshold_lr)."""
+        opt = self.config.optim
+        if opt.threshold_lr is None:
+            return [{"params": self.params}]
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        is_tau = [names[id(p)].endswith("hdmole_threshold_logit") for p in self.params]
+        groups = [{"params": [p for p, t in zip(self.params, is_tau) if not t]}]
+        if any(is_tau):
+            groups.append({"params": [p for p, t in zip(self.params, is_tau) if t], "lr": opt.threshold_lr,
+                           "weight_decay": 0.0})
+        return [g for g in groups if g["params"]]
 
     # ------------------------------------------------------------------------------------ data
     def _loaders(self):
@@ -110,6 +124,12 @@ class Trainer:
             return train, dev
         specaug = c.data.specaug if c.mode == "base" else None  # frozen encoder later: no augmentation
         common = dict(max_frames=c.data.max_frames, seed=c.seed, tokenizer=tok, cmvn=c.data.cmvn)
+        units = (c.model or {}).get("ctc_units")
+        if units and c.mode == "base":  # the CTC loss only trains in the base mode (the encoder is frozen after)
+            if not c.data.ctc_text:
+                raise ConfigError("the model's CTC head is on ctc_units: set data.ctc_text (the data-dir file of units, "
+                                  "e.g. pinyin)")
+            common.update(ctc_text=c.data.ctc_text, ctc_tokenizer={"type": "units", "list": units})
         train = build_dataloader(c.data.train, self.accents, shuffle=True, specaug=specaug, rank=self.rank,
                                  world_size=self.world, num_workers=c.data.num_workers, **common)
         dev = build_dataloader(c.data.dev, self.accents, shuffle=False, **common) if c.data.dev else None

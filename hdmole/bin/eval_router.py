@@ -1,0 +1,99 @@
+"""Evaluate the global accent router (router pre-training, recipe stage 4): accuracy, recall per domain and
+the confusion matrix, on each data set given.
+
+    python -m hdmole.bin.eval_router --config exp/router/config.yaml --checkpoint exp/base/best.pt \\
+        --checkpoint exp/router/best.pt --accents data/accents.txt \\
+        --data data/dev_accent --data dump/test_all --out exp/router
+
+Writes ``<out>/router_<set>.json`` (``accuracy``, ``recall`` and ``precision`` per domain, ``confusion``:
+rows = true domain, columns = the router's argmax, in accents.txt order, ``mean_posterior`` per true
+domain, ``utterances``) and ``<out>/router_<set>.txt`` (the same as a table). Runs the encoder and the
+router only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def confusion_summary(confusion: list[list[int]], names: list[str], posterior_sums: list[list[float]]) -> dict:
+    """Accuracy, per-domain recall/precision and mean posterior from a confusion matrix (rows = truth)."""
+    total = sum(map(sum, confusion))
+    correct = sum(confusion[i][i] for i in range(len(names)))
+    rows = [sum(r) for r in confusion]
+    cols = [sum(confusion[i][j] for i in range(len(names))) for j in range(len(names))]
+    return {
+        "accents": names,
+        "utterances": total,
+        "accuracy": correct / total if total else None,
+        "recall": {n: (confusion[i][i] / rows[i] if rows[i] else None) for i, n in enumerate(names)},
+        "precision": {n: (confusion[i][i] / cols[i] if cols[i] else None) for i, n in enumerate(names)},
+        "confusion": confusion,
+        "mean_posterior": {n: ([v / rows[i] for v in posterior_sums[i]] if rows[i] else None)
+                           for i, n in enumerate(names)},
+    }
+
+
+def confusion_text(summary: dict) -> str:
+    names = summary["accents"]
+    width = max(len(n) for n in names + ["true \\ routed"]) + 1
+    lines = [f"accuracy {100 * summary['accuracy']:.1f}% over {summary['utterances']} utterances",
+             "true \\ routed".ljust(width) + "".join(n[:10].rjust(11) for n in names) + "     recall"]
+    for i, n in enumerate(names):
+        recall = summary["recall"][n]
+        lines.append(n.ljust(width) + "".join(str(c).rjust(11) for c in summary["confusion"][i])
+                     + (f"   {100 * recall:6.1f}%" if recall is not None else "        -"))
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m hdmole.bin.eval_router", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", required=True, help="the router stage's config.yaml (or any with the model)")
+    p.add_argument("--checkpoint", required=True, action="append", help="checkpoints in order: base, then router")
+    p.add_argument("--accents", required=True, help="accents.txt (line order = domain index)")
+    p.add_argument("--data", required=True, action="append", help="data dir with feats.scp (repeatable)")
+    p.add_argument("--out", required=True, type=Path, help="output dir")
+    p.add_argument("--max-frames", type=int, default=20000, help="padded input frames per batch")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+
+    import torch
+    from tqdm import tqdm
+
+    from hdmole.data import AccentList, build_dataloader
+    from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+
+    accents = AccentList.load(args.accents)
+    names = list(accents.names)
+    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device)
+    if model.global_router is None:
+        print(f"hdmole.bin.eval_router: the model of {args.config} has no global_router", file=sys.stderr)
+        return 1
+    cmvn = read_inference_config(args.config)[2]
+    args.out.mkdir(parents=True, exist_ok=True)
+    for data in args.data:
+        loader = build_dataloader(data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
+        confusion = [[0] * len(names) for _ in names]
+        posterior_sums = [[0.0] * len(names) for _ in names]
+        with torch.no_grad():
+            for batch in tqdm(loader, desc=f"router on {Path(data).name}"):
+                enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
+                posterior = model.route(enc_out, enc_lens).cpu()
+                for truth, row in zip(batch["accents"].tolist(), posterior.tolist()):
+                    confusion[truth][max(range(len(row)), key=row.__getitem__)] += 1
+                    posterior_sums[truth] = [a + b for a, b in zip(posterior_sums[truth], row)]
+        summary = confusion_summary(confusion, names, posterior_sums)
+        stem = args.out / f"router_{Path(data).name}"
+        stem.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
+        stem.with_suffix(".txt").write_text(confusion_text(summary), encoding="utf-8")
+        print(f"hdmole.bin.eval_router: {Path(data).name}: accuracy {100 * summary['accuracy']:.1f}%, "
+              + ", ".join(f"{n} {100 * r:.0f}%" for n, r in summary["recall"].items() if r is not None))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
