@@ -72,9 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--notes", type=Path, help="a markdown file appended under the table")
     parser.add_argument("--run-commands", type=Path,
                         help="the recipe invocations that made these results (one a line, e.g. exp/run_commands.txt)")
+    parser.add_argument("--decodings", nargs="+", default=["decode"],
+                        help="decode dir prefixes, one table each (decode: the recipe's decoding; decode_llm: the LLM "
+                             "alone when the recipe fuses an external LM)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per system (<system>, <system>_seed2, ...)")
+    parser.add_argument("--router-dir", type=Path, help="the router stage's exp dir (router_<set>.json)")
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
     args = parser.parse_args(argv)
 
     from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
+    from hdmole.report.sections import (correspondence_section, decoding_description, identical_to_base,
+                                        interval_section, router_section)
     from hdmole.report.table import load_row, markdown_table
 
     missing = [s for s in args.systems if not (args.exp_dir / s).is_dir()]
@@ -83,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
               "run the training and decoding stages for them first (or leave them out of --systems)", file=sys.stderr)
         return 1
     test_sets = [args.std_set, *args.accent_sets]
-    rows = [load_row(args.exp_dir / s, s, test_sets) for s in args.systems]
+    tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds) for s in args.systems] for d in args.decodings}
+    rows = tables[args.decodings[0]]
     unscored = [f"{r.name}/decode_{t}" for r in rows for t in test_sets if r.cer.get(t) is None]
     if unscored:
         print(f"hdmole.bin.report: warning: not scored yet (shown as –): {', '.join(unscored[:6])}"
@@ -113,11 +122,42 @@ def main(argv: list[str] | None = None) -> int:
         f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_description()}.\n",
         *_run_commands(args.run_commands),
         f"Report command: `{command}`\n",
-        "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
-        "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
-        "train time is the stage-2 wall time.\n",
-        markdown_table(rows, args.accent_sets, args.std_set, label),
     ]
+    if args.router_dir is not None:
+        router_sets = sorted(p.stem.removeprefix("router_") for p in args.router_dir.glob("router_*.json"))
+        router_sets.sort(key=lambda name: name == args.routing_set)  # the test sets last: their matrix is shown
+        router = router_section(args.router_dir, router_sets, label)
+        if router:
+            parts += ["## The accent router (router pre-training, stage 4)\n",
+                      "Accuracy of the global router's argmax over the domains of `accents.txt`, and recall per domain "
+                      "(the source domain's recall is how often standard Mandarin is recognised as such).\n", router]
+    seeds_note = (f" With {args.seeds} seeds per system, CERs are means over the seeds and *avg accent* and the "
+                  "source CER carry +- one standard deviation." if args.seeds > 1 else "")
+    for index, decoding in enumerate(args.decodings):
+        how = decoding_description(args.exp_dir, args.std_set, decoding)
+        title = "Comparison" if index == 0 else "The same systems, LLM alone"
+        parts += [f"## {title}{': ' + how if how else ''}\n",
+                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
+                  "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
+                  f"train time is the wall time of the adaptation.{seeds_note}\n",
+                  markdown_table(tables[decoding], args.accent_sets, args.std_set, label)]
+        intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
+                                     args.bootstrap)
+        if intervals:
+            parts += ["Differences in CER points (system minus reference) with 95% paired bootstrap intervals "
+                      f"({args.bootstrap} resamplings of the utterances of each test set"
+                      + (", errors averaged over the seeds" if args.seeds > 1 else "") + "): *lower* / *higher* when "
+                      "the interval excludes 0.\n", intervals]
+    same = identical_to_base(args.exp_dir, args.systems, args.std_set, args.decodings[0])
+    if same:
+        parts += ["## Standard Mandarin left as the base model spells it\n", same]
+    if args.routing_set:
+        correspondence = correspondence_section(args.exp_dir, args.systems, args.routing_set)
+        if correspondence:
+            parts += [f"## Which experts each domain uses ({label(args.routing_set)})\n",
+                      "Share of each domain's routing weight carried by that domain's own experts, per adapted layer "
+                      "(the expert-domain correspondence); for the source domain of a system with a source-preserving "
+                      "path, the mean scale of the update (0: the base model exactly).\n", correspondence]
     if args.stage_times:
         times = stage_times_table(args.stage_times)
         if times:

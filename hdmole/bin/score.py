@@ -17,6 +17,7 @@ Writes (each via a temporary name, renamed at the end):
   "per_accent": {accent: COUNTS}} with COUNTS = {"cer" (percent, null without reference characters),
   "errors", "ref_chars", "hyp_chars", "sub", "del", "ins", "utts", "sentence_errors"}
 - `<out>/per_utt`: per utterance its counts and the aligned ref / hyp / op (C S D I) rows.
+- `<out>/utt_errors`: `<utt_id> <errors> <ref_chars>` per utterance (for paired bootstrap intervals).
 """
 
 from __future__ import annotations
@@ -178,7 +179,9 @@ def write_outputs(out: Path, summary: dict, per_utt: list[UttScore]) -> None:
     if summary["num_missing_hyps"]:
         cer_lines.append(f"# {summary['num_missing_hyps']} utterance(s) without a hypothesis were scored as all deletions")
     contents = {"cer": "\n".join(cer_lines) + "\n", "cer.json": json.dumps(summary, ensure_ascii=False, indent=1) + "\n",
-                "per_utt": format_per_utt(per_utt)}
+                "per_utt": format_per_utt(per_utt),
+                # machine-readable per-utterance errors, for paired bootstrap intervals (hdmole.report.stats)
+                "utt_errors": "".join(f"{s.utt_id} {s.counts.errors} {s.counts.ref_chars}\n" for s in per_utt)}
     out.mkdir(parents=True, exist_ok=True)
     for name, text in contents.items():
         (out / f"{name}.tmp").write_text(text, encoding="utf-8")

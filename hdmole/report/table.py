@@ -14,11 +14,12 @@ from pathlib import Path
 @dataclass
 class SystemRow:
     name: str
-    cer: dict[str, float | None] = field(default_factory=dict)  # test set -> CER (%)
+    cer: dict[str, float | None] = field(default_factory=dict)  # test set -> CER (%), mean over seeds
     trainable: int | None = None
     full_ft: int | None = None
     train_seconds: float | None = None
     note: str = ""
+    seed_cers: list[dict[str, float | None]] = field(default_factory=list)  # one per seed (when several)
 
     @property
     def percent_of_full_ft(self) -> float | None:
@@ -27,7 +28,14 @@ class SystemRow:
         return 100.0 * self.trainable / self.full_ft
 
 
-def load_row(exp_dir: Path, name: str, test_sets: list[str]) -> SystemRow:
+def seed_dirs(exp_root: Path, name: str, seeds: int) -> list[Path]:
+    """The exp dirs of a system's seeds: ``<name>``, then ``<name>_seed<k>`` (the recipe template's layout)."""
+    return [exp_root / name] + [exp_root / f"{name}_seed{k}" for k in range(2, seeds + 1)]
+
+
+def load_row(exp_dir: Path, name: str, test_sets: list[str], decoding: str = "decode", seeds: int = 1) -> SystemRow:
+    """A system's row from ``exp_dir`` (its first seed's dir); with ``seeds`` > 1 the CERs are the mean over
+    ``<name>``, ``<name>_seed2``, ... (the base model has one). ``decoding``: the decode dirs' prefix."""
     row = SystemRow(name)
     summary_file = exp_dir / "train_summary.json"
     if summary_file.is_file():
@@ -38,10 +46,25 @@ def load_row(exp_dir: Path, name: str, test_sets: list[str]) -> SystemRow:
             row.train_seconds = summary.get("train_seconds")
         else:
             row.note = f"no adaptation ({summary.get('mode')} stage)"
+    dirs = seed_dirs(exp_dir.parent, exp_dir.name, seeds) if row.trainable is not None else [exp_dir]
+    for run in dirs:
+        cers = {}
+        for test_set in test_sets:
+            cer_file = run / f"{decoding}_{test_set}" / "cer.json"
+            cers[test_set] = json.loads(cer_file.read_text())["total"]["cer"] if cer_file.is_file() else None
+        row.seed_cers.append(cers)
     for test_set in test_sets:
-        cer_file = exp_dir / f"decode_{test_set}" / "cer.json"
-        row.cer[test_set] = json.loads(cer_file.read_text())["total"]["cer"] if cer_file.is_file() else None
+        row.cer[test_set] = _mean([c[test_set] for c in row.seed_cers])
     return row
+
+
+def seed_sd(row: SystemRow, value) -> float | None:
+    """Sample standard deviation over the seeds of ``value(cers)`` (None with one seed)."""
+    values = [value(c) for c in row.seed_cers]
+    if len(values) < 2 or any(v is None for v in values):
+        return None
+    mean = sum(values) / len(values)
+    return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
 def _fmt(value: float | None, digits: int = 2) -> str:
@@ -56,7 +79,8 @@ def _mean(values: list[float | None]) -> float | None:
 
 def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, label=lambda s: s) -> str:
     """Rows = systems; columns = CER per accent, average accent CER, standard CER, trainable parameters
-    (count and % of full fine-tuning of the adapted module), training time."""
+    (count and % of full fine-tuning of the adapted module), training time. With several seeds the average
+    accent and standard CERs are the mean +- the standard deviation over seeds."""
     header = ["system", *(label(s) for s in accent_sets), "avg accent", f"{label(std_set)} (source)",
               "trainable params", "% of full FT", "train time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -65,8 +89,11 @@ def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, 
         percent = r.percent_of_full_ft
         if percent is None and r.trainable is not None and full_ft:
             percent = 100.0 * r.trainable / full_ft
-        cells = [r.name, *(_fmt(r.cer.get(s)) for s in accent_sets), _fmt(_mean([r.cer.get(s) for s in accent_sets])),
-                 _fmt(r.cer.get(std_set)),
+        avg_sd = seed_sd(r, lambda c: _mean([c.get(s) for s in accent_sets]))
+        std_sd = seed_sd(r, lambda c: c.get(std_set))
+        cells = [r.name, *(_fmt(r.cer.get(s)) for s in accent_sets),
+                 _fmt(_mean([r.cer.get(s) for s in accent_sets])) + (f" ± {avg_sd:.2f}" if avg_sd is not None else ""),
+                 _fmt(r.cer.get(std_set)) + (f" ± {std_sd:.2f}" if std_sd is not None else ""),
                  f"{r.trainable:,}" if r.trainable is not None else "0",
                  _fmt(percent, 1) if percent is not None else "–",
                  _fmt(r.train_seconds, 0)]
