@@ -45,6 +45,15 @@ feature_type=fbank         # fbank | whisper (Whisper's own log-mel, for a pre-t
 num_mel_bins=80            # whisper: 80, or 128 for whisper-large-v3
 use_cmvn=true              # global CMVN from the source training set (false for Whisper log-mel: already scaled)
 decode_args=""             # extra arguments for every hdmole.bin.decode call, last (e.g. --device cuda --nj 1)
+pitch=false                # fbank only: append 3 pitch features (Kaldi's fbank+pitch, for tonal languages)
+ctc_text=""                # CTC on units of this data-dir file (e.g. pinyin: tonal syllables), not on the LLM's tokens;
+                           # stage 2 lists the units of the source training set in <data>/lang/<ctc_text>.units
+ngram_order=0              # >0: stage 2 builds a character n-gram LM (KenLM) of the LM text; stage 6 decodes with it
+ngram_weight=0.3           # shallow-fusion weight (chosen on the dev sets: README.md of the recipe)
+llm_only_beam=1            # with an n-gram: the LLM-only decoding (no external LM) of every system, for the table
+                           # that shows the adaptation gaps without the n-gram; 0 skips it
+seeds=1                    # stage 5: train every system with seeds 1..N (exp/<system>, exp/<system>_seed<k>)
+jobs=1                     # stages 5 and 6: systems trained / decoded side by side (each with 1 CPU thread when > 1)
 help_message="Usage: $0 [options] (run from a recipe directory; see egs/mini_accent/run.sh)"
 . utils/parse_options.sh
 
@@ -61,6 +70,9 @@ if [ -n "$tokenizer_conf" ]; then tokenizer=$tokenizer_conf; else
   tokenizer="{type: sentencepiece, model: $data_dir/lang/char.model}"; fi
 cmvn_arg=$cmvn; $use_cmvn || cmvn_arg=null
 data_args=(--override "data.accents=$accents" --override "data.cmvn=$cmvn_arg" --override "tokenizer=$tokenizer")
+ctc_units=$data_dir/lang/$ctc_text.units
+[ -n "$ctc_text" ] && data_args+=(--override "data.ctc_text=$ctc_text" --override "model.ctc_units=$ctc_units")
+ngram=$exp_dir/ngram/char$ngram_order.arpa
 
 train() {  # train <config> <exp> [more hdmole.bin.train args]
   local config=$1 exp=$2; shift 2
@@ -68,6 +80,25 @@ train() {  # train <config> <exp> [more hdmole.bin.train args]
   [ "$ngpu" -gt 0 ] && launcher=(torchrun --standalone --nproc_per_node "$ngpu" -m hdmole.bin.train)
   # shellcheck disable=SC2086
   "${launcher[@]}" --config "$config" --exp-dir "$exp" "${data_args[@]}" "$@" $train_args
+}
+
+parallel() {  # parallel <function> <arg>...: runs `<function> <arg>` for every arg, $jobs at a time
+  local fn=$1 pids=() failed=0 pid; shift
+  if [ "$jobs" -le 1 ]; then for arg in "$@"; do "$fn" "$arg"; done; return; fi
+  for arg in "$@"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || failed=1; done
+    # one CPU thread each: small models scale poorly over threads, so N jobs x 1 thread beats 1 job x N threads
+    OMP_NUM_THREADS=1 "$fn" "$arg" &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || failed=1; done
+  [ "$failed" -eq 0 ] || die "a parallel job of $fn failed (see its log above and its exp dir)"
+}
+
+seed_dirs() {  # seed_dirs <system>: the exp dirs of its seeds
+  local k
+  echo "$1"
+  for k in $(seq 2 "$seeds"); do echo "${1}_seed$k"; done
 }
 
 timed() {  # timed <stage> <name> <function>: runs a stage and appends its wall time
@@ -83,8 +114,9 @@ all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test
 stage_features() {
   for set in $(all_sets); do
     need "$data_dir/$set/wav.scp" 0
+    local pitch_arg=(); $pitch && pitch_arg=(--pitch)
     python -m hdmole.bin.compute_fbank --nj "$nj" --feature-type "$feature_type" --num-mel-bins "$num_mel_bins" \
-      --accents "$accents" "$data_dir/$set" "$dump_dir/fbank/$set"
+      "${pitch_arg[@]}" --accents "$accents" "$data_dir/$set" "$dump_dir/fbank/$set"
   done
   if $use_cmvn; then [ -f "$cmvn" ] || python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"; fi
 }
@@ -93,6 +125,15 @@ stage_lm() {
   if [ -z "$tokenizer_conf" ]; then
     need "$lm_text" 0
     [ -f "$data_dir/lang/char.model" ] || python -m hdmole.bin.train_tokenizer "$lm_text" "$data_dir/lang/char"
+  fi
+  if [ -n "$ctc_text" ] && [ ! -f "$ctc_units" ]; then
+    need "$data_dir/$source_train/$ctc_text" 0
+    python -m hdmole.bin.train_tokenizer --model-type units --text-file "$ctc_text" "$data_dir/$source_train" \
+      "${ctc_units%.units}"
+  fi
+  if [ "$ngram_order" -gt 0 ]; then
+    need "$lm_text" 0
+    python -m hdmole.bin.train_ngram --order "$ngram_order" --text "$lm_text" --out "$ngram"
   fi
   if [ -f "$conf_dir/lm.yaml" ]; then
     local lexicon=()
@@ -113,21 +154,43 @@ stage_base() {
     --override "data.train=$data_dir/$source_train" --override "data.dev=$data_dir/$source_dev"
 }
 
+test_all() {  # one data dir with every test set, so routing is measured over every domain at once
+  local all=$dump_dir/test_all
+  if [ ! -f "$all/feats.scp" ]; then
+    # shellcheck disable=SC2046
+    utils/combine_data.sh "$all" $(for s in $std_test $accent_tests; do echo "$data_dir/$s"; done) >/dev/null
+  fi
+  echo "$all"
+}
+
 stage_router() {
   need "$exp_dir/base/best.pt" 3
   train "$conf_dir/router.yaml" "$exp_dir/router" --override "init=[$exp_dir/base/best.pt]" \
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
+  # Accuracy, recall per domain and the confusion matrix, on the dev set and on every test set.
+  [ -f "$exp_dir/router/router_test_all.json" ] || python -m hdmole.bin.eval_router \
+    --config "$exp_dir/router/config.yaml" --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/router/best.pt" \
+    --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router"
 }
 
 stage_adapt() {
   need "$exp_dir/base/best.pt" 3
   need "$exp_dir/router/best.pt" 4
+  local runs=() system k
   for system in $systems; do
     need "$conf_dir/systems/$system.yaml" "(none: write the config)"
-    train "$conf_dir/systems/$system.yaml" "$exp_dir/$system" \
-      --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]" \
-      --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
+    for k in $(seq 1 "$seeds"); do runs+=("$system:$k"); done
   done
+  parallel adapt_one "${runs[@]}"
+}
+
+adapt_one() {  # adapt_one <system>:<seed>
+  local system=${1%%:*} k=${1##*:} dir=${1%%:*}
+  [ "$k" -gt 1 ] && dir=${system}_seed$k
+  train "$conf_dir/systems/$system.yaml" "$exp_dir/$dir" --override "seed=$k" \
+    --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]" \
+    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev" \
+    >"$exp_dir/$dir.train.out" 2>&1 || { tail -5 "$exp_dir/$dir.train.out" >&2; return 1; }
 }
 
 adapter_args() {  # the checkpoints to decode with: the base, then the system's own
@@ -135,19 +198,41 @@ adapter_args() {  # the checkpoints to decode with: the base, then the system's 
   echo "--adapter $exp_dir/$1/best.pt"
 }
 
-stage_decode() {
-  for system in base $systems; do
-    need "$exp_dir/$system/best.pt" "$([ "$system" = base ] && echo 3 || echo 5)"
-    local sets=()  # every test set in one call: the model is loaded once
-    for set in $std_test $accent_tests; do
-      need "$data_dir/$set/feats.scp" 1
-      sets+=(--data "$data_dir/$set" --out "$exp_dir/$system/decode_$set")
-    done
-    # shellcheck disable=SC2046,SC2086
-    python -m hdmole.bin.decode --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
-      $(adapter_args "$system") "${sets[@]}" --accents "$accents" --beam "$beam" \
-      --batch-frames "$decode_batch_frames" --nj "$decode_nj" $decode_args
+decoded_dirs() {  # the base model and every seed of every system
+  local system
+  echo base
+  for system in $systems; do seed_dirs "$system"; done
+}
+
+decode_one() {  # decode_one <dir>: every test set in one call per decoding (the model is loaded once)
+  local dir=$1 set sets=() llm_sets=() fusion=()
+  need "$exp_dir/$dir/best.pt" "$([ "$dir" = base ] && echo 3 || echo 5)"
+  for set in $std_test $accent_tests; do
+    need "$data_dir/$set/feats.scp" 1
+    sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/decode_$set")
+    llm_sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/decode_llm_$set")
   done
+  if [ "$ngram_order" -gt 0 ]; then
+    need "$ngram" 2
+    fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
+  fi
+  local common=(--config "$exp_dir/$dir/config.yaml" --checkpoint "$exp_dir/base/best.pt" --accents "$accents"
+    --batch-frames "$decode_batch_frames" --nj "$decode_nj")
+  [ "$jobs" -gt 1 ] && common+=(--threads 1)
+  # shellcheck disable=SC2046,SC2086
+  python -m hdmole.bin.decode "${common[@]}" $(adapter_args "$dir") "${sets[@]}" --beam "$beam" "${fusion[@]}" \
+    $decode_args 2>>"$exp_dir/$dir/decode.console.log"
+  if [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ]; then
+    # shellcheck disable=SC2046,SC2086
+    python -m hdmole.bin.decode "${common[@]}" $(adapter_args "$dir") "${llm_sets[@]}" --beam "$llm_only_beam" \
+      $decode_args 2>>"$exp_dir/$dir/decode.console.log"
+  fi
+}
+
+stage_decode() {
+  log "decoding $(decoded_dirs | wc -l) models ($jobs at a time; console output in <exp>/<model>/decode.console.log)"
+  # shellcheck disable=SC2046
+  parallel decode_one $(decoded_dirs)
 }
 
 report_systems() {  # table order: the known systems requested or already decoded, then any others requested
@@ -160,23 +245,25 @@ report_systems() {  # table order: the known systems requested or already decode
 }
 
 stage_report() {
-  local all_test=$dump_dir/test_all report
+  local all_test report system dir set decoding decodings=(decode)
+  all_test=$(test_all)
   report=$(report_systems)
-  # One data dir with every test set, so the routing statistics cover every accent.
-  if [ ! -f "$all_test/feats.scp" ]; then
-    # shellcheck disable=SC2086
-    utils/combine_data.sh "$all_test" $(for s in $std_test $accent_tests; do echo "$data_dir/$s"; done) >/dev/null
-  fi
+  [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ] && decodings+=(decode_llm)
   for system in base $report; do
-    for set in $std_test $accent_tests; do
-      need "$exp_dir/$system/decode_$set/text" 6
-      python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$system/decode_$set/text" \
-        --accents "$accents" --out "$exp_dir/$system/decode_$set" 2>>"$exp_dir/score.log"
+    for dir in $([ "$system" = base ] && echo base || seed_dirs "$system"); do
+      for decoding in "${decodings[@]}"; do
+        for set in $std_test $accent_tests; do
+          need "$exp_dir/$dir/${decoding}_$set/text" 6
+          python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$dir/${decoding}_$set/text" \
+            --accents "$accents" --out "$exp_dir/$dir/${decoding}_$set" 2>>"$exp_dir/score.log"
+        done
+      done
     done
     if [ "$system" != base ] && python - "$exp_dir/$system/best.pt" <<'EOF'
 import sys, torch
 conf = torch.load(sys.argv[1], map_location="cpu", weights_only=False).get("adapter_config") or {}
-sys.exit(0 if conf.get("num_domains", 1) * conf.get("experts_per_domain", 1) > 1 else 1)
+routed = conf.get("num_domains", 1) * conf.get("experts_per_domain", 1) > 1 or conf.get("source_domain") is not None
+sys.exit(0 if routed else 1)
 EOF
     then
       [ -f "$exp_dir/$system/routing_test_all.json" ] || python -m hdmole.bin.routing_stats \
@@ -191,6 +278,7 @@ EOF
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
+    --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" \
     --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}"
 }
 

@@ -6,9 +6,11 @@ resumes by synthesising only the missing wavs).
 Sets:
 - `train_std`: standard Mandarin, Mandarin training speakers, one utterance per training sentence.
 - `train_accent`: every accent's training speakers on their own training sentences, plus
-  `train_accent_std` utterances of `train_std` (the same files), so adaptation also sees the
-  source domain.
-- `dev_std` / `dev_accent`: dev sentences; every accent says the same `dev_accent_per_accent` ones.
+  `train_accent_std` Mandarin utterances, so adaptation also sees the source domain: said by their own
+  `std_adapt` speakers on their own sentences (unheard by the base model, like the accents), or, with
+  `std_adapt: 0`, taken from `train_std` (the same files).
+- `dev_std` / `dev_accent`: dev sentences; every accent says the same `dev_accent_per_accent` ones, and
+  `dev_accent` also holds `dev_std`'s utterances of them (the same files), so it covers both domains.
 - `test_std` and one `test_<accent>` per accent: the SAME test sentences, each set spoken by its
   own held-out speakers (paired test sets).
 """
@@ -44,9 +46,10 @@ def allocate_speakers(accent_list: list[str], config: Mapping[str, Any], seed: i
     grid = voice_grid(voices_cfg["variants"], voices_cfg["pitches"], voices_cfg["rates"], seed)
     wanted = {(accent, role): int(counts[f"{'std' if accent == STANDARD else 'accent'}_{role}"])
               for accent in accent_list for role in ROLES}
-    if sum(wanted.values()) > len(grid):
-        raise ValueError(f"the config asks for {sum(wanted.values())} speakers but voices give only {len(grid)} "
-                         "combinations; add voice variants, pitches or rates, or ask for fewer speakers")
+    adapt_std = int(counts.get("std_adapt", 0))
+    if sum(wanted.values()) + adapt_std > len(grid):
+        raise ValueError(f"the config asks for {sum(wanted.values()) + adapt_std} speakers but voices give only "
+                         f"{len(grid)} combinations; add voice variants, pitches or rates, or ask for fewer speakers")
     rng = random.Random(f"{seed}:speaker-accents")
     speakers: dict[tuple[str, str], list[Speaker]] = {}
     position = 0
@@ -58,6 +61,9 @@ def allocate_speakers(accent_list: list[str], config: Mapping[str, Any], seed: i
                 raise ValueError(f"config speakers: need at least one {role} speaker for {accent}")
             speakers[accent, role] = [Speaker(f"{accent}-{voice.tag}", role, voice, draw_speaker_accent(accent, rng))
                                       for voice in chosen]
+    # Mandarin speakers of the adaptation set only (last, so the other speakers do not depend on them).
+    speakers[STANDARD, "adapt"] = [Speaker(f"{STANDARD}-{voice.tag}", "adapt", voice, draw_speaker_accent(STANDARD, rng))
+                                   for voice in grid[position:position + adapt_std]]
     return speakers
 
 
@@ -105,16 +111,33 @@ def plan_sets(split: SentenceSplit, id_to_text: dict[str, str], accent_list: lis
 
     n_train_std = int(sizes["train_std"])
     sets["train_std"] = planner.utterances(_take(split.train, 0, n_train_std, "train_std"), speakers[STANDARD, "train"])
-    train_accent = list(sets["train_std"][:int(sizes["train_accent_std"])])
     per_accent = int(sizes["train_accent_per_accent"])
+    n_std = int(sizes["train_accent_std"])
+    train_accent = []
     for index, accent in enumerate(accents):
         sentence_ids = _take(split.train, n_train_std + index * per_accent, per_accent, f"train_accent ({accent})")
         train_accent += planner.utterances(sentence_ids, speakers[accent, "train"])
+    if speakers[STANDARD, "adapt"]:
+        # Mandarin the base model never heard (own sentences, own voices), like the accented part: a router
+        # trained on base-training utterances would learn "heard well = Mandarin" and miss unseen Mandarin.
+        start = n_train_std + len(accents) * per_accent
+        sentence_ids = _take(split.train, start, n_std, "train_accent (Mandarin)")
+        train_accent = planner.utterances(sentence_ids, speakers[STANDARD, "adapt"]) + train_accent
+    else:
+        train_accent = list(sets["train_std"][:n_std]) + train_accent
     sets["train_accent"] = train_accent
 
     sets["dev_std"] = planner.utterances(_take(split.dev, 0, int(sizes["dev_std"]), "dev_std"), speakers[STANDARD, "dev"])
     dev_ids = _take(split.dev, 0, int(sizes["dev_accent_per_accent"]), "dev_accent")
-    sets["dev_accent"] = [u for accent in accents for u in planner.utterances(dev_ids, speakers[accent, "dev"])]
+    # Mandarin too (dev_std's utterances of the same sentences, the same files): checkpoints of the router and
+    # of every adapted system are chosen on both domains, so a system that forgets Mandarin is not preferred.
+    dev_std_of = {u.sentence_id: u for u in sets["dev_std"]}
+    missing = [i for i in dev_ids if i not in dev_std_of]
+    if missing:
+        raise ValueError(f"config sizes: dev_accent_per_accent={len(dev_ids)} exceeds dev_std={len(sets['dev_std'])}; "
+                         "dev_accent's Mandarin part comes from dev_std")
+    sets["dev_accent"] = [dev_std_of[i] for i in dev_ids] + [
+        u for accent in accents for u in planner.utterances(dev_ids, speakers[accent, "dev"])]
 
     test_ids = _take(split.test, 0, int(sizes["test"]), "test")
     sets["test_std"] = planner.utterances(test_ids, speakers[STANDARD, "test"])
