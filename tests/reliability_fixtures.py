@@ -9,19 +9,10 @@ from pathlib import Path
 import torch
 import yaml
 
+from models_fixtures import tiny_conf
 from test_data_fixtures import make_data_dir
 
-MODEL = {
-    "encoder": {"type": "conformer", "input_size": 80, "output_size": 32, "attention_heads": 2, "linear_units": 64,
-                "num_blocks": 1, "input_layer": "conv2d"},
-    "projector": {"stack": 2, "hidden": 48},
-    "llm": {"type": "qwen2", "config": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 1,
-                                        "num_attention_heads": 2, "num_key_value_heads": 1}},
-    "global_router": {"hidden": 16},
-    "ctc_weight": 0.3,
-    "accent_weight": 0.1,
-    "prompt": "",
-}
+MODEL = tiny_conf(router=True, prompt="")  # a 2-block conformer and a 2-layer Qwen2
 TARGETS = ["projector.linear1", "projector.linear2"]
 ADAPTERS = {  # system -> adapter.config as a system YAML would give it
     "hdmole": {"rank": 2, "alpha": 4},

@@ -79,6 +79,14 @@ def test_missing_and_unreadable_inputs_are_one_line(setup, capsys):
         err = capsys.readouterr().err
         assert_one_line_error(code, err, named)
         assert message in err and "resume from an older" not in err
+    # A checkpoint to resume from that is cut short: delete it and resume from an older one.
+    killed = root / "exp" / "killed"
+    killed.mkdir(parents=True)
+    (killed / "ckpt-1.pt").write_bytes(b"PK\x03\x04" + bytes(60))
+    code = run_train(setup, killed)
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, killed / "ckpt-1.pt")
+    assert "resume from an older ckpt-*.pt" in err
     # The traceback is in train.log, and on stderr with --verbose.
     assert "Traceback" in (root / "exp" / "missing2" / "train.log").read_text()
     assert run_train(setup, root / "exp" / "verbose", f"init=[{noise}]", extra=["--verbose"]) == 1

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
 import hashlib
 import json
 import logging
@@ -141,6 +142,16 @@ FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn
 HASH_LIMIT = 256 << 20  # bigger files (a 7B LLM's checkpoint) are recorded by path, size and mtime
 
 
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Cached per file version: several --data sets share the same checkpoints."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def file_version(path, hash_limit: int = HASH_LIMIT) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -148,11 +159,7 @@ def file_version(path, hash_limit: int = HASH_LIMIT) -> dict:
     stat = path.stat()
     if stat.st_size > hash_limit:
         return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return {"sha256": digest.hexdigest()}
+    return {"sha256": _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}
 
 
 def what_produced(args, data: Path, settings: dict) -> dict:

@@ -150,6 +150,8 @@ def load_reference(ref: Path, utt2accent_path: Path | None) -> tuple[dict[str, s
 
 
 def read_hypotheses(path: Path, refs: dict[str, str]) -> dict[str, str]:
+    if not path.is_file():
+        raise DataError(f"{path}: hypothesis file not found; decode the set first (hdmole.bin.decode writes <out>/text)")
     hyps = read_kaldi_table(path, require_sorted=False, allow_empty_value=True, value_name="hypothesis")
     for utt in hyps.entries:
         if utt not in refs:

@@ -13,6 +13,7 @@ For several processes: ``torchrun --nproc_per_node N -m hdmole.bin.train ...``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -47,13 +48,24 @@ def trained_with_other_config(exp_dir: Path, resolved: dict) -> str | None:
     stored = exp_dir / "config.yaml"
     if not stored.is_file() or not has_results(exp_dir):
         return None
+    from hdmole.train.config import TrainConfig
+
     old = _flat(yaml.safe_load(stored.read_text(encoding="utf-8")) or {})
     # Through YAML and back, so that a tuple and the list it was stored as compare equal.
-    new = _flat(yaml.safe_load(yaml.safe_dump(resolved, allow_unicode=True)))
-    changed = sorted(k for k in set(old) | set(new) if k not in NOT_RESULTS and old.get(k) != new.get(k))
+    new, defaults = (_flat(yaml.safe_load(yaml.safe_dump(d, allow_unicode=True)))
+                     for d in (resolved, dataclasses.asdict(TrainConfig())))
+
+    def differs(key: str) -> bool:
+        if key in NOT_RESULTS:
+            return False
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            return False  # a setting added to hdmole after this exp dir was made, left at its default
+        return old.get(key, "(not set)") != new.get(key, "(not set)")
+
+    changed = sorted(k for k in set(old) | set(new) if differs(k))
     if not changed:
         return None
-    shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in changed[:5])
+    shown = ", ".join(f"{k}: {old.get(k, '(not set)')!r} -> {new.get(k, '(not set)')!r}" for k in changed[:5])
     more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
     return (f"{exp_dir} was trained with another config ({shown}{more}; {stored} is what its checkpoints were made "
             f"with). Fix: train in a fresh --exp-dir, or restore the old value(s), or remove {exp_dir} if its "
