@@ -15,7 +15,7 @@ from models_fixtures import tiny_conf
 
 from hdmole.bin.train_tokenizer import train_tokenizer
 from hdmole.decode.search import decode_batch
-from hdmole.models.checkpoint import load_model_for_inference
+from hdmole.models.checkpoint import CheckpointError, load_model_for_inference
 from hdmole.models.llm_asr import build_model
 from hdmole.nn import HDMoLEConfig, adapter_state_dict, inject
 from hdmole.text.tokenizer import build_tokenizer
@@ -91,7 +91,7 @@ def test_load_model_for_inference_errors(setup):
         load_model_for_inference(setup["config"], [setup["root"] / "base.pt", stripped], num_accents=2)
     bad = setup["root"] / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(RuntimeError, match="cannot read checkpoint"):
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_model_for_inference(setup["config"], [bad], num_accents=2)
 
 

@@ -64,7 +64,7 @@ def test_cer_by_hand_per_accent(tmp_path):
 
 def test_missing_hypotheses_count_as_deletions(tmp_path, caplog):
     write_inputs(tmp_path, [row for row in HYP if row[0] != "c2"] + [])
-    assert run(tmp_path) == 0
+    assert run(tmp_path, "--allow-missing") == 0
     result = json.loads((tmp_path / "out" / "cer.json").read_text(encoding="utf-8"))
     assert result["num_missing_hyps"] == 1 and result["missing_hyps"] == ["c2"]
     assert result["per_accent"]["southwestern"]["del"] == 2 and result["total"]["errors"] == 7

@@ -3,16 +3,35 @@
 # It stops at the first problem and names the file, the line and the fix.
 #
 # Checked: wav.scp text utt2spk spk2utt utt2accent exist (and feats.scp unless --no-feats);
-# every file is sorted and unique under LC_ALL=C; every line has a key and a value; transcripts are
-# not empty; wav.scp text utt2accent (feats.scp utt2num_frames) have exactly the utterances of
-# utt2spk; spk2utt agrees with utt2spk; utterance ids start with their speaker id; with --accents,
-# every accent is listed in that file; with --check-audio, every audio file exists.
+# every file is UTF-8 (as Kaldi's validate_text.pl requires) without a byte-order mark or CRLF line
+# ends; every file is sorted and unique under LC_ALL=C; every line has a key and a value (separated
+# by any white space, as Kaldi reads them); transcripts are not empty; wav.scp text utt2accent
+# (feats.scp utt2num_frames) have exactly the utterances of utt2spk; spk2utt agrees with utt2spk;
+# utterance ids start with their speaker id; with --accents, every accent is listed in that file;
+# with --check-audio, every audio file exists.
+#
+# As in Kaldi, --no-feats, --no-text and --no-wav (and hdmole's --no-accent) may be given bare
+# (`validate_data_dir.sh --no-feats data/train`) or with a value (`--no-feats false`).
 no_feats=true      # feats.scp is optional (it only exists after feature extraction)
+no_text=false      # skip text (e.g. a test set without transcripts)
+no_wav=false       # skip wav.scp (e.g. a dir with features only)
 no_accent=false    # skip utt2accent (e.g. a corpus whose accents are not known yet)
 accents=""         # an accents.txt (one accent name per line): every accent must be in it
 check_audio=false  # check that every audio file named in wav.scp exists
 help_message="Usage: $0 [options] <data-dir>
- e.g.: $0 --accents data/accents.txt --check-audio true data/train_std"
+ e.g.: $0 --accents data/accents.txt --check-audio true data/train_std
+       $0 --no-feats data/train   (Kaldi's bare flags: --no-feats --no-text --no-wav --no-accent)"
+# Kaldi's bare flags become `--flag true` for parse_options.sh, which wants a value after each option.
+args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --no-feats|--no-text|--no-wav|--no-accent)
+      if [ "${2:-}" = true ] || [ "${2:-}" = false ]; then args+=("$1" "$2"); shift 2; else args+=("$1" true); shift; fi ;;
+    --) args+=("$@"); break ;;
+    *) args+=("$1"); shift ;;
+  esac
+done
+set -- ${args[@]+"${args[@]}"}
 . "$(dirname "$0")/parse_options.sh" || exit 1
 [ $# -eq 1 ] || { printf '%b\n' "$help_message" >&2; exit 1; }
 export LC_ALL=C
@@ -24,16 +43,21 @@ fail() { echo "$me: $*" >&2; exit 1; }
 prefix() { sed "s/^/$me: /" >&2; }
 [ -d "$dir" ] || fail "no such directory: $dir"
 
-files=(wav.scp text utt2spk spk2utt)
+files=(utt2spk spk2utt)
+$no_wav || files+=(wav.scp)
+$no_text || files+=(text)
 $no_accent || files+=(utt2accent)
 $no_feats || files+=(feats.scp)
 for f in "${files[@]}"; do
-  [ -f "$dir/$f" ] || fail "$dir/$f is missing. Fix: write it (see DESIGN.md section 5 for the data dir contract)."
+  [ -f "$dir/$f" ] || fail "$dir/$f is missing. Fix: write it (README.md, section \"Data directories\", describes every file)."
 done
 optional=()
 for f in feats.scp utt2num_frames utt2dur; do
   [ -f "$dir/$f" ] && [[ ! " ${files[*]} " == *" $f "* ]] && optional+=("$f")
 done
+
+# 0. Encoding: UTF-8, no byte-order mark, no CR (invisible, they would end up inside ids and values).
+"$(dirname "$0")/validate_text_encoding.pl" "${files[@]/#/$dir/}" ${optional[@]+"${optional[@]/#/$dir/}"} | prefix || exit 1
 
 # 1. Each file: non-empty, two or more fields per line, keys strictly increasing in byte order
 #    (which is what sorted-and-unique under LC_ALL=C means). ("" x) forces string comparison in awk.
@@ -52,7 +76,9 @@ for f in "${files[@]}" "${optional[@]}"; do
 done
 
 # 2. The same utterances everywhere: compare each per-utterance file with utt2spk.
-per_utt=(wav.scp text)
+per_utt=()
+$no_wav || per_utt+=(wav.scp)
+$no_text || per_utt+=(text)
 $no_accent || per_utt+=(utt2accent)
 $no_feats || per_utt+=(feats.scp)
 for f in "${per_utt[@]}" "${optional[@]}"; do
@@ -71,7 +97,8 @@ awk -v file="$dir/utt2spk" 'index($1, $2) != 1 {
     printf "%s line %d: utterance id %s does not start with its speaker id %s. Fix: prefix utterance ids with the speaker id.\n", file, NR, $1, $2; exit 1 }' \
   "$dir/utt2spk" | prefix || exit 1
 expected=$(sort -k2,2 -s "$dir/utt2spk" | "$(dirname "$0")/utt2spk_to_spk2utt.pl" | sort -k1,1)
-line=$(diff <(echo "$expected") "$dir/spk2utt" | grep -m1 -E '^[0-9]+' | sed -E 's/^[0-9]+(,[0-9]+)?[acd]([0-9]+).*/\2/')
+# Compared with its white space normalised: Kaldi reads "spk utt1 utt2" split on any white space.
+line=$(diff <(echo "$expected") <(awk '{ $1 = $1; print }' "$dir/spk2utt") | grep -m1 -E '^[0-9]+' | sed -E 's/^[0-9]+(,[0-9]+)?[acd]([0-9]+).*/\2/')
 if [ -n "$line" ]; then
   fail "$dir/spk2utt line $line does not agree with $dir/utt2spk. Fix: utils/utt2spk_to_spk2utt.pl $dir/utt2spk > $dir/spk2utt"
 fi
@@ -93,7 +120,7 @@ fi
 
 # 5. Audio files exist: a plain entry is "<utt> <path>"; for a pipe entry ("... |") every
 #    argument that looks like an audio file must exist.
-if $check_audio; then
+if $check_audio && ! $no_wav; then
   awk -v file="$dir/wav.scp" '
     function check(p) { if ((getline junk < p) < 0) { printf "%s line %d: audio file %s of utterance %s does not exist. Fix: correct the path, or drop the utterance with utils/fix_data_dir.sh after removing the line.\n", file, NR, p, $1; exit 1 } close(p) }
     $NF == "|" || $NF ~ /\|$/ { for (i = 2; i <= NF; i++) if ($i ~ /\.(wav|flac|sph|mp3|ogg)$/) check($i); next }

@@ -37,6 +37,7 @@ decode_batch_frames=20000
 train_args=""               # extra hdmole.bin.train arguments, e.g. "--override optim.max_steps=100"
 help_message="Usage: $0 [options]  (run inside egs/kespeech; see README.md)"
 . utils/parse_options.sh
+utils/check_stage_range.sh "$stage" "$stop_stage" 7 || exit 1
 
 log() { echo "$(date '+%F %T') [run.sh] $*" >&2; }
 [ -n "$model_conf" ] || model_conf=conf/model_${model}.yaml

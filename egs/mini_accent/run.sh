@@ -22,6 +22,7 @@ exp_dir=""        # default: exp (fast: exp_fast)
 help_message="Usage: ./run.sh [options]   (see the header of this file and README.md)"
 . ./path.sh
 . utils/parse_options.sh
+utils/check_stage_range.sh "$stage" "$stop_stage" 7 || exit 1
 
 all_systems="full_ft lora mole_top1 mole_top2 mole_dense hdmole_no_global hdmole_no_threshold hdmole"
 [ "$systems" = all ] && systems=$all_systems

@@ -12,13 +12,17 @@ paths, as Kaldi's make_fbank.sh writes them) and `<data_dir>/utt2num_frames`; lo
 All-or-nothing: everything is written under temporary names and renamed only after every utterance
 succeeded; on any failure the temporaries are removed and earlier outputs (a complete feats.scp) are left
 as they were. A data dir whose feats.scp already covers every utterance is skipped unless --force, or
-unless its features were made with other options (`<feat_dir>/fbank_config.json`): then they are recomputed.
-Whisper features of an utterance longer than Whisper's 30 s window are an error naming the utterance.
+unless its features were made with other options or from other audio: `<feat_dir>/fbank_config.json`
+records the options and a digest of wav.scp and of the audio files it names (size and mtime), so a new
+pipe, a replaced file or another --num-mel-bins recomputes them. Whisper features of an utterance longer
+than Whisper's 30 s window are an error naming the utterance. An expected failure is one line naming the
+file (the traceback is in the log, and on stderr with --verbose).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -30,11 +34,11 @@ import kaldiio
 import numpy as np
 from tqdm import tqdm
 
-from hdmole.data.audio import read_wav
+from hdmole.data.audio import is_pipe, read_wav
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
 from hdmole.data.fbank import FbankConfig, compute_fbank
-from hdmole.logs import setup_stage_logging
+from hdmole.logs import log_failure, setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 
 log = logging.getLogger("hdmole.compute_fbank")
@@ -150,8 +154,27 @@ def extract_all(data: DataDir, feat_dir: Path, config: FbankConfig, num_jobs: in
     return renames
 
 
+AUDIO_SUFFIXES = (".wav", ".flac", ".sph", ".mp3", ".ogg")  # the files of a pipe entry (as validate_data_dir.sh)
+
+
+def audio_digest(data: DataDir) -> str:
+    """sha256 of wav.scp and of the size and mtime of every audio file it names (a pipe's arguments that
+    look like audio files): a changed entry or a replaced file changes it; stat only, no audio is read."""
+    digest = hashlib.sha256((data.path / "wav.scp").read_bytes())
+    for utt in data.utt_ids:
+        entry = data.wav_scp[utt]
+        paths = [a for a in entry.split() if a.lower().endswith(AUDIO_SUFFIXES)] if is_pipe(entry) else [entry]
+        for path in paths:
+            try:
+                stat = Path(path).stat()
+                digest.update(f"{path}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+            except OSError:
+                digest.update(f"{path}\tmissing\n".encode())
+    return digest.hexdigest()
+
+
 def recorded_config(feat_dir: Path) -> dict | None:
-    """The options the features in `feat_dir` were made with (None when unknown)."""
+    """What the features in `feat_dir` were made with: the options and `audio` (audio_digest); None when unknown."""
     try:
         recorded = json.loads((feat_dir / CONFIG_STAMP).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -160,14 +183,31 @@ def recorded_config(feat_dir: Path) -> dict | None:
     return recorded
 
 
+def why_extract(data: DataDir, feat_dir: Path, wanted: dict) -> str | None:
+    """None when the features of `data` are complete and were made by `wanted` (options + audio digest)."""
+    if not features_complete(data.path):
+        return "no complete feats.scp"
+    recorded = recorded_config(feat_dir)
+    if recorded is None:
+        return f"{feat_dir / CONFIG_STAMP} (what made them) is missing or unreadable"
+    if recorded.get("audio") != wanted["audio"]:
+        return f"{data.path}/wav.scp or the audio it names changed since the features were made" if "audio" in recorded \
+            else "the features predate the record of the audio they were made from"
+    options = {k: v for k, v in recorded.items() if k != "audio"}
+    if options != {k: v for k, v in wanted.items() if k != "audio"}:
+        return f"the features were made with {options}"
+    return None
+
+
 def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, force: bool, accents: Path | None = None) -> None:
     data = DataDir.load(data_dir, accents, ignore_feats=True)
-    if not force and features_complete(data_dir):
-        recorded = recorded_config(feat_dir)
-        if recorded is None or recorded == config.as_dict():
-            log.info("%s/feats.scp already covers all %d utterances; skipping (use --force to recompute)", data_dir, len(data))
-            return
-        log.info("%s: features were made with %s; recomputing with %s", feat_dir, recorded, config.as_dict())
+    wanted = {**config.as_dict(), "audio": audio_digest(data)}
+    why = "--force" if force else why_extract(data, feat_dir, wanted)
+    if why is None:
+        log.info("%s/feats.scp already covers all %d utterances, made from the same audio with the same options; "
+                 "skipping (use --force to recompute)", data_dir, len(data))
+        return
+    log.info("%s: computing features (%s)", data_dir, why)
     claim_feat_dir(feat_dir, data_dir)
     start = time.time()
     renames = None
@@ -180,7 +220,7 @@ def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, forc
     for temp, final in zip(renames["temp"], renames["final"]):
         temp.replace(final)
     (feat_dir / SOURCE_STAMP).write_text(f"{data_dir}\n", encoding="utf-8")
-    (feat_dir / CONFIG_STAMP).write_text(json.dumps(config.as_dict(), indent=1) + "\n", encoding="utf-8")
+    (feat_dir / CONFIG_STAMP).write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
     # Re-read what we wrote: catches a broken scp before any later stage trusts it.
     read_kaldi_table(data_dir / "feats.scp")
     log.info("wrote %s/feats.scp and utt2num_frames in %.1f s", data_dir, time.time() - start)
@@ -201,13 +241,19 @@ def main(argv: list[str] | None = None) -> int:
                              "Kaldi's fbank+pitch for tonal languages")
     parser.add_argument("--force", action="store_true", help="recompute even if feats.scp is complete")
     parser.add_argument("--accents", type=Path, help="accents.txt: also check every utt2accent entry before extracting")
+    parser.add_argument("--verbose", action="store_true", help="on an error, print its traceback too (the log has it)")
     parser.add_argument("data_dir", type=Path)
     parser.add_argument("feat_dir", type=Path)
     args = parser.parse_args(argv)
     if args.nj < 1:
         parser.error("--nj must be at least 1")
     data_dir, feat_dir = args.data_dir.resolve(), args.feat_dir.resolve()
-    setup_stage_logging(feat_dir / "log" / "compute_fbank.log")
+    try:
+        setup_stage_logging(feat_dir / "log" / "compute_fbank.log", verbose=args.verbose)
+    except OSError as error:
+        setup_stage_logging(verbose=args.verbose)
+        log.error("cannot write the feat dir %s (%s); choose another <feat_dir>", feat_dir, error.strerror or error)
+        return 1
     log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
     try:
         config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither, pitch=args.pitch,
@@ -216,8 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     try:
         run(data_dir, feat_dir, config, args.nj, args.force, args.accents)
-    except DataError as error:
-        log.error("%s", error)
+    except (DataError, OSError) as error:
+        log_failure(log, error)
         return 1
     return 0
 

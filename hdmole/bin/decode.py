@@ -6,15 +6,22 @@
 
 Writes ``<out>/text`` (``utt_id hyp`` lines, LC_ALL=C order), ``<out>/rtf`` (``key value`` lines: ``rtf``
 = decoding wall seconds / audio seconds, audio seconds = frames * 10 ms; model loading excluded) and
-``<out>/decode.log``. A finished output dir is skipped unless ``--force``. ``--config`` is a training
-config (the exp dir's resolved ``config.yaml``: model, tokenizer, data.cmvn) or a bare model config
-together with ``--tokenizer``.
+``<out>/decode.log``, and last ``<out>/decode_inputs.json``: what produced the hypotheses (the config,
+checkpoints, tokenizer, CMVN and accent list by content, the features' versions, the options that change
+results). A finished output dir is skipped unless ``--force`` or unless one of those changed (a retrained
+system, another beam): then it is decoded again. ``--config`` is a training config (the exp dir's resolved
+``config.yaml``: model, tokenizer, data.cmvn) or a bare model config together with ``--tokenizer``.
+An expected failure (a missing, unreadable or mismatched checkpoint, bad data) is one line naming the file;
+its traceback is in decode.log (and on stderr with ``--verbose``).
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import functools
+import hashlib
+import json
 import logging
 import multiprocessing
 import os
@@ -59,14 +66,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")
+    p.add_argument("--verbose", action="store_true", help="on an error, print its traceback too (decode.log has it)")
     return p.parse_args(argv)
 
 
-def _setup_logging(out: Path) -> None:
+def _setup_logging(out: Path | None, verbose: bool) -> None:
     from hdmole.logs import setup_stage_logging
 
-    out.mkdir(parents=True, exist_ok=True)
-    setup_stage_logging(out / "decode.log")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    setup_stage_logging(out / "decode.log" if out is not None else None, verbose=verbose)
 
 
 def _settings(args) -> dict:
@@ -134,13 +143,77 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _complete(out: Path, data: Path) -> bool:
-    text, rtf, wanted = out / "text", out / "rtf", data / "feats.scp"
-    if not (text.is_file() and rtf.is_file() and wanted.is_file()):
-        return False
+# ------------------------------------------------------------------ what produced an output
+RECORD = "decode_inputs.json"
+# Options that change only the speed, not the hypotheses. Every other option, including any added later,
+# is part of the record (a new option is taken to change results until it is listed here).
+SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out"}
+# Options naming files: recorded by their content (or version), not by their name.
+FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn"}
+HASH_LIMIT = 256 << 20  # bigger files (a 7B LLM's checkpoint) are recorded by path, size and mtime
+
+
+@functools.lru_cache(maxsize=None)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """Cached per file version: several --data sets share the same checkpoints."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def file_version(path, hash_limit: int = HASH_LIMIT) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        return {"missing": str(path)}
+    stat = path.stat()
+    if stat.st_size > hash_limit:
+        return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+    return {"sha256": _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}
+
+
+def what_produced(args, data: Path, settings: dict) -> dict:
+    """The record of everything that decides the hypotheses of ``data`` (JSON-normalised)."""
+    feats = data / "feats.scp"
+    arks = set()
+    if feats.is_file():
+        arks = {line.split(maxsplit=1)[1].rsplit(":", 1)[0] for line in feats.read_text(encoding="utf-8").splitlines()
+                if len(line.split(maxsplit=1)) == 2}
+    tok = settings["tok_conf"]
+    tok_model = tok.get("model") if isinstance(tok, dict) else None
+    record = {
+        "options": {k: v for k, v in sorted(vars(args).items()) if k not in SPEED_ONLY | FILE_OPTIONS},
+        "config": file_version(args.config),
+        "checkpoints": [file_version(p) for p in [*args.checkpoint, *args.adapter]],
+        "accents": file_version(args.accents),
+        "tokenizer": {"conf": tok, "model": file_version(tok_model) if tok_model else None},
+        "cmvn": file_version(settings["cmvn"]) if settings["cmvn"] else None,
+        # Re-extracted features keep feats.scp's text but replace its arks (new mtimes).
+        "feats": {"scp": file_version(feats), "arks": [file_version(a, hash_limit=0) for a in sorted(arks)]},
+    }
+    return json.loads(json.dumps(record, sort_keys=True, default=str))
+
+
+def why_decode_again(out: Path, data: Path, record: dict) -> str | None:
+    """None when ``out`` holds finished hypotheses of every utterance of ``data`` produced by ``record``;
+    otherwise why it must be decoded (again)."""
+    text, rtf, stored = out / "text", out / "rtf", out / RECORD
+    if not (text.is_file() and rtf.is_file()):
+        return "not decoded yet"
+    try:
+        old = json.loads(stored.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return f"{stored} (what produced it) is missing or unreadable"
+    if old != record:
+        changed = [f"{k} {old['options'].get(k)!r} -> {v!r}" for k, v in record["options"].items()
+                   if isinstance(old.get("options"), dict) and old["options"].get(k) != v]
+        changed += [k for k in record if k != "options" and old.get(k) != record[k]]
+        return f"what produced it changed ({', '.join(changed) or 'the record format'})"
+    feats = data / "feats.scp"
     done = {line.split(maxsplit=1)[0] for line in text.read_text(encoding="utf-8").splitlines() if line.strip()}
-    utts = {line.split(maxsplit=1)[0] for line in wanted.read_text(encoding="utf-8").splitlines() if line.strip()}
-    return done == utts
+    utts = {line.split(maxsplit=1)[0] for line in feats.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return None if done == utts else f"{text} does not cover the utterances of {feats}"
 
 
 def main(argv=None) -> int:
@@ -149,18 +222,32 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {len(args.data)} --data but {len(args.out)} --out; give one output dir per data dir")
     if args.beam < 1 or args.nj < 1 or args.batch_frames < 1:
         raise SystemExit("error: --beam, --nj and --batch-frames must be >= 1")
-    for data, out in zip(args.data, args.out):
-        decode_set(args, Path(data), Path(out), argv)
+    from hdmole.logs import log_failure
+
+    _setup_logging(None, args.verbose)
+    try:
+        for data, out in zip(args.data, args.out):
+            decode_set(args, Path(data), Path(out), argv)
+    except (ValueError, OSError) as error:
+        # A missing, unreadable or mismatched checkpoint (CheckpointError), bad data (DataError), a bad
+        # config or tokenizer: one line (the traceback goes to decode.log, and to stderr with --verbose).
+        log_failure(log, error)
+        return 1
     return 0
 
 
 def decode_set(args, data: Path, out: Path, argv) -> None:
-    if not args.force and _complete(out, data):
-        print(f"decode: {out}/text already covers {data}; skipping (use --force to decode again)", file=sys.stderr)
-        return
-    _setup_logging(out)
-    log.info("command: %s", " ".join([sys.executable, "-m", "hdmole.bin.decode", *(argv or sys.argv[1:])]))
     settings = _settings(args)
+    record = what_produced(args, data, settings)
+    why = "--force" if args.force else why_decode_again(out, data, record)
+    if why is None:
+        print(f"decode: {out}/text already covers {data} and was made by the same model, data and options; skipping "
+              "(use --force to decode again)", file=sys.stderr)
+        return
+    _setup_logging(out, args.verbose)
+    log.info("command: %s", " ".join([sys.executable, "-m", "hdmole.bin.decode", *(argv or sys.argv[1:])]))
+    log.info("decoding %s: %s", out, why)
+    (out / RECORD).unlink(missing_ok=True)  # from here until it is rewritten, the output counts as unfinished
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.nj)
     jobs = [{"args": args, "data": str(data), "job_id": j, "nj": args.nj, "threads": threads, **settings}
             for j in range(args.nj)]
@@ -190,6 +277,7 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
     }
     _write_atomic(out / "rtf", "".join(f"{k} {v:.4f}\n" if isinstance(v, float) else f"{k} {v}\n"
                                        for k, v in stats.items()))
+    _write_atomic(out / RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")  # last: marks it finished
     log.info("decoded %d utterances (%.1f s of audio) in %.1f s: RTF %.4f (beam %d, nj %d); wrote %s/text",
              len(hyps), audio_seconds, decode_seconds, stats["rtf"], args.beam, args.nj, out)
 

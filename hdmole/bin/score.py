@@ -7,8 +7,9 @@ data dir as --ref, its `text` and (if present) `utt2accent` are used. Both sides
 hdmole.text.normalize_text and compared character by character with jiwer (characters joined by spaces
 and aligned as words, so jiwer's substitution/deletion/insertion counts are character counts).
 
-A hypothesis for an utterance that is not in the reference is an error; a reference utterance without a
-hypothesis is scored as all deletions, with a warning and its count in the outputs.
+A hypothesis for an utterance that is not in the reference is an error. So is a reference utterance without
+a hypothesis (an empty or partial hypothesis file is a decode that crashed or was cut short, not a CER of
+100); with --allow-missing it is scored as all deletions instead, with a warning and its count in the outputs.
 
 Writes (each via a temporary name, renamed at the end):
 - `<out>/cer`: one line per accent, then the total (accent=ALL), e.g.
@@ -33,7 +34,7 @@ import jiwer
 
 from hdmole.data.accents import AccentList
 from hdmole.data.errors import DataError
-from hdmole.logs import setup_stage_logging
+from hdmole.logs import log_failure, setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 
@@ -150,11 +151,22 @@ def load_reference(ref: Path, utt2accent_path: Path | None) -> tuple[dict[str, s
 
 
 def read_hypotheses(path: Path, refs: dict[str, str]) -> dict[str, str]:
+    if not path.is_file():
+        raise DataError(f"{path}: hypothesis file not found; decode the set first (hdmole.bin.decode writes <out>/text)")
     hyps = read_kaldi_table(path, require_sorted=False, allow_empty_value=True, value_name="hypothesis")
     for utt in hyps.entries:
         if utt not in refs:
             raise DataError(f"{hyps.where(utt)}: hypothesis for {utt!r}, which is not in the reference; decode the matching set")
     return hyps.entries
+
+
+def check_complete(hyps: dict[str, str], refs: dict[str, str], hyp_path: Path) -> None:
+    """Every reference utterance has a hypothesis line (an empty hypothesis is fine: a line with the id)."""
+    missing = [utt for utt in refs if utt not in hyps]
+    if missing:
+        what = "is empty" if not hyps else f"has no line for {len(missing)} of the {len(refs)} reference utterances (e.g. {missing[0]!r})"
+        raise DataError(f"{hyp_path} {what}: the decode that wrote it did not finish; run it again (it redoes an "
+                        "unfinished output), or pass --allow-missing to score missing hypotheses as all deletions")
 
 
 def format_per_utt(scores: list[UttScore]) -> str:
@@ -198,21 +210,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--utt2accent", type=Path, help="accent of each utterance (default: <ref data dir>/utt2accent)")
     parser.add_argument("--accents", type=Path, help="accents.txt: order of the per-accent lines")
     parser.add_argument("--out", type=Path, required=True, help="output dir for cer, cer.json, per_utt")
+    parser.add_argument("--allow-missing", action="store_true",
+                        help="score reference utterances without a hypothesis as all deletions (default: an error)")
+    parser.add_argument("--verbose", action="store_true", help="on an error, print its traceback too")
     args = parser.parse_args(argv)
-    setup_stage_logging()
+    setup_stage_logging(verbose=args.verbose)
     try:
         refs, utt2accent = load_reference(args.ref, args.utt2accent)
         hyps = read_hypotheses(args.hyp, refs)
+        if not args.allow_missing:
+            check_complete(hyps, refs, args.hyp)
         order = list(AccentList.load(args.accents).names) if args.accents else None
         summary, per_utt = score_texts(refs, hyps, utt2accent, order)
-    except DataError as error:
-        log.error("%s", error)
+        summary = {"ref": str(args.ref), "hyp": str(args.hyp), **summary}
+        if summary["num_missing_hyps"]:
+            log.warning("%d reference utterance(s) have no hypothesis (e.g. %s); scored as all deletions",
+                        summary["num_missing_hyps"], summary["missing_hyps"][0])
+        write_outputs(args.out, summary, per_utt)
+    except (DataError, OSError) as error:
+        log_failure(log, error)
         return 1
-    summary = {"ref": str(args.ref), "hyp": str(args.hyp), **summary}
-    if summary["num_missing_hyps"]:
-        log.warning("%d reference utterance(s) have no hypothesis (e.g. %s); scored as all deletions",
-                    summary["num_missing_hyps"], summary["missing_hyps"][0])
-    write_outputs(args.out, summary, per_utt)
     total = summary["total"]
     log.info("CER %s over %d characters of %d utterances -> %s/cer", total["cer"], total["ref_chars"], total["utts"], args.out)
     return 0

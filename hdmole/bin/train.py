@@ -4,13 +4,16 @@ Modes (the config's ``mode``): ``lm`` text-only LLM pretraining, ``base`` source
 ``router`` stage-1 accent router, ``adapt`` stage-2 adaptation (``adapter.system``: full_ft | lora |
 mole | hdmole). The exp dir receives ``config.yaml`` (resolved), ``cmd`` (the exact command),
 ``train.log``, ``train_log.jsonl``, checkpoints and ``train_summary.json``. A killed run started again
-with the same command resumes from its last checkpoint; a finished one is skipped.
+with the same command resumes from its last checkpoint; a finished one is skipped. An exp dir is the
+record of one config: running it again with a config that would train differently (another lr, other
+data, ...) is an error naming the keys, never a resume under the new values.
 For several processes: ``torchrun --nproc_per_node N -m hdmole.bin.train ...``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -19,6 +22,54 @@ import sys
 from pathlib import Path
 
 import yaml
+
+# Keys that change how fast or how verbosely a run goes, not what it learns: they may differ on resume.
+NOT_RESULTS = {"data.num_workers", "data.cache_encoder", "log_every", "device"}
+
+
+def _flat(conf, prefix: str = "") -> dict:
+    if not isinstance(conf, dict):
+        return {prefix: conf}
+    flat = {}
+    for key, value in conf.items():
+        flat.update(_flat(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+def has_results(exp_dir: Path) -> bool:
+    """Whether a run has left checkpoints or a summary in ``exp_dir`` (made with its config.yaml)."""
+    made = [exp_dir / f for f in ("last.pt", "best.pt", "train_summary.json")] + list(exp_dir.glob("ckpt-*.pt"))
+    return any(p.exists() for p in made)
+
+
+def trained_with_other_config(exp_dir: Path, resolved: dict) -> str | None:
+    """What differs, in keys that change results, between ``resolved`` and the config.yaml that the
+    checkpoints (or the summary) in ``exp_dir`` were made with; None if nothing was made yet or nothing differs."""
+    stored = exp_dir / "config.yaml"
+    if not stored.is_file() or not has_results(exp_dir):
+        return None
+    from hdmole.train.config import TrainConfig
+
+    old = _flat(yaml.safe_load(stored.read_text(encoding="utf-8")) or {})
+    # Through YAML and back, so that a tuple and the list it was stored as compare equal.
+    new, defaults = (_flat(yaml.safe_load(yaml.safe_dump(d, allow_unicode=True)))
+                     for d in (resolved, dataclasses.asdict(TrainConfig())))
+
+    def differs(key: str) -> bool:
+        if key in NOT_RESULTS:
+            return False
+        if key not in old and key in defaults and new.get(key) == defaults[key]:
+            return False  # a setting added to hdmole after this exp dir was made, left at its default
+        return old.get(key, "(not set)") != new.get(key, "(not set)")
+
+    changed = sorted(k for k in set(old) | set(new) if differs(k))
+    if not changed:
+        return None
+    shown = ", ".join(f"{k}: {old.get(k, '(not set)')!r} -> {new.get(k, '(not set)')!r}" for k in changed[:5])
+    more = f" (and {len(changed) - 5} more)" if len(changed) > 5 else ""
+    return (f"{exp_dir} was trained with another config ({shown}{more}; {stored} is what its checkpoints were made "
+            f"with). Fix: train in a fresh --exp-dir, or restore the old value(s), or remove {exp_dir} if its "
+            "results are no longer wanted")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,16 +81,21 @@ def main(argv: list[str] | None = None) -> int:
                         help="change one config value, e.g. --override optim.lr=5e-4 (repeatable)")
     parser.add_argument("--no-resume", action="store_true", help="refuse to continue an exp dir with checkpoints")
     parser.add_argument("--force", action="store_true", help="train again even if train_summary.json says done")
+    parser.add_argument("--verbose", action="store_true", help="on an error, print its traceback too (train.log has it)")
     args = parser.parse_args(argv)
 
+    from hdmole.logs import failure_message, log_failure
     from hdmole.train.config import ConfigError, load_train_config
 
     exp_dir = Path(args.exp_dir)
     is_main = int(os.environ.get("RANK", "0")) == 0
     try:
         config, resolved = load_train_config(args.config, args.override)
+        changed = trained_with_other_config(exp_dir, resolved)
+        if changed:
+            raise ConfigError(changed)
     except (ConfigError, OSError) as e:
-        print(f"hdmole.bin.train: {e}", file=sys.stderr)
+        print(f"hdmole.bin.train: {failure_message(e)}", file=sys.stderr)
         return 2
     summary_file = exp_dir / "train_summary.json"
     if summary_file.exists() and not args.force:
@@ -47,28 +103,39 @@ def main(argv: list[str] | None = None) -> int:
         if done.get("steps", 0) >= config.optim.max_steps or done.get("epochs", 0) >= config.optim.max_epochs:
             print(f"hdmole.bin.train: {exp_dir} is already trained ({done['steps']} steps); --force to train again")
             return 0
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    if args.no_resume and any(exp_dir.glob("ckpt-*.pt")):
-        print(f"hdmole.bin.train: {exp_dir} has checkpoints and --no-resume was given", file=sys.stderr)
-        return 2
     from hdmole.logs import setup_stage_logging
 
-    # Only rank 0 writes the log; the other ranks report warnings and errors alone.
-    setup_stage_logging(exp_dir / "train.log" if is_main else None, logging.INFO if is_main else logging.WARNING)
-    if is_main:
-        (exp_dir / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
-        cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "hdmole.bin.train", *sys.argv[1:]])
-        (exp_dir / "cmd").write_text(cmd + "\n")
+    try:
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        if args.no_resume and any(exp_dir.glob("ckpt-*.pt")):
+            print(f"hdmole.bin.train: {exp_dir} has checkpoints and --no-resume was given", file=sys.stderr)
+            return 2
+        # Only rank 0 writes the log; the other ranks report warnings and errors alone.
+        setup_stage_logging(exp_dir / "train.log" if is_main else None, logging.INFO if is_main else logging.WARNING,
+                            verbose=args.verbose)
+        if is_main:
+            # Kept as it is once checkpoints exist: it records what they were made with (checked above).
+            if not has_results(exp_dir) or not (exp_dir / "config.yaml").is_file():
+                (exp_dir / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
+            cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "hdmole.bin.train", *sys.argv[1:]])
+            (exp_dir / "cmd").write_text(cmd + "\n")
+    except OSError as e:
+        why = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        print(f"hdmole.bin.train: cannot use {exp_dir} as the exp dir ({why}); choose another --exp-dir", file=sys.stderr)
+        return 2
 
     from hdmole.train.trainer import NonFiniteLossError, Trainer
 
+    log = logging.getLogger("hdmole.train")
     try:
         summary = Trainer(config, {"config_file": str(args.config)}, exp_dir).run()
-    except (ConfigError, NonFiniteLossError) as e:
-        logging.getLogger("hdmole.train").error("%s", e)
+    except (ValueError, OSError, NonFiniteLossError) as e:
+        # Bad config values, data, tokenizer or checkpoints (ConfigError, DataError and CheckpointError
+        # are ValueErrors; our other ValueErrors name their cause too), a missing or unwritable file.
+        log_failure(log, e)
         return 1
     if is_main:
-        logging.getLogger("hdmole.train").info("done: %s", json.dumps({k: summary[k] for k in (
+        log.info("done: %s", json.dumps({k: summary[k] for k in (
             "system", "steps", "train_seconds", "trainable_params", "dev")}, ensure_ascii=False))
     return 0
 

@@ -38,6 +38,15 @@ def _read_pipe(command: str) -> bytes:
     return result.stdout
 
 
+def resampling_entry(entry: str, rate: int) -> str:
+    """A wav.scp value that reads `entry` resampled to `rate` Hz: a file goes through sox; a pipe gets
+    a sox stage appended to its command (its own trailing `|` becomes the pipe into sox)."""
+    resample = f"-r {rate} -t wav - |"
+    if is_pipe(entry):
+        return f"{entry.rstrip()[:-1].strip()} | sox -t wav - {resample}"
+    return f"sox {entry} {resample}"
+
+
 def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read 16-bit PCM mono audio; return (float32 samples scaled to [-1, 1), sample rate).
 
@@ -72,7 +81,7 @@ def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -
     if expected_sample_rate is not None and rate != expected_sample_rate:
         raise DataError(
             f"audio {entry!r} has sample rate {rate} Hz, expected {expected_sample_rate} Hz; resample it "
-            f"(e.g. a wav.scp pipe `sox {entry} -r {expected_sample_rate} -t wav - |`) or pass the matching --sample-rate"
+            f"(e.g. the wav.scp entry `{resampling_entry(entry, expected_sample_rate)}`) or pass the matching --sample-rate"
         )
     # A pipe writer that does not know the length (streaming sox) puts a placeholder in the header, so only
     # a file's header can be trusted to say how many bytes there must be.

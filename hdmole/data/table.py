@@ -44,6 +44,21 @@ def byte_order_key(key: str) -> bytes:
     return key.encode("utf-8")
 
 
+def _check_invisible(path: Path, line_number: int, line: str) -> None:
+    """A byte-order mark or a carriage return is invisible but becomes part of an id or a value; the shell
+    tools (utils/validate_data_dir.sh, awk, sort) see it too, so rejecting it keeps Python and them agreeing."""
+    if line_number == 1 and line.startswith("\ufeff"):
+        raise DataError(
+            f"{where(path, line_number)}: starts with a UTF-8 byte-order mark; remove it "
+            f"(utils/fix_data_dir.sh <data-dir> does, or `sed -i '1s/^\\xEF\\xBB\\xBF//' {path}`)"
+        )
+    if "\r" in line:
+        raise DataError(
+            f"{where(path, line_number)}: contains a carriage return (Windows CRLF line ends); convert the file "
+            f"(utils/fix_data_dir.sh <data-dir> does, or `sed -i 's/\\r$//' {path}`)"
+        )
+
+
 def read_kaldi_table(
     path: str | Path,
     *,
@@ -53,9 +68,9 @@ def read_kaldi_table(
 ) -> KaldiTable:
     """Read `<key> <value>` lines (value = rest of line, stripped) into a KaldiTable.
 
-    Raises DataError (naming path and line) for a missing file, undecodable bytes, a blank or
-    malformed line, an empty value (unless `allow_empty_value`), a duplicate key, or keys out of
-    LC_ALL=C order (when `require_sorted`).
+    Raises DataError (naming path and line) for a missing file, undecodable bytes, a byte-order mark or a
+    carriage return (CRLF line ends), a blank or malformed line, an empty value (unless
+    `allow_empty_value`), a duplicate key, or keys out of LC_ALL=C order (when `require_sorted`).
     """
     path = Path(path)
     if not path.is_file():
@@ -65,12 +80,13 @@ def read_kaldi_table(
     with open(path, "rb") as handle:
         for line_number, raw in enumerate(handle, start=1):
             try:
-                line = raw.decode("utf-8").rstrip("\r\n")
+                line = raw.decode("utf-8").rstrip("\n")
             except UnicodeDecodeError as error:
                 raise DataError(
                     f"{where(path, line_number)}: not valid UTF-8 ({error.reason}); re-encode the file as UTF-8 "
                     "(e.g. `iconv -f GBK -t UTF-8`)"
                 ) from None
+            _check_invisible(path, line_number, line)
             if not line.strip() or line[0].isspace():
                 raise DataError(
                     f"{where(path, line_number)}: malformed line {line!r}: expected `<id> <{value_name}>` with the id "

@@ -22,16 +22,36 @@ from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
 from hdmole.models.llm_asr import LLMASR, build_model
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (unreadable, truncated, not hdmole's, or not matching the model or
+    config it is used with): the message names the file and what to do."""
+
+
+# What to do about an unreadable checkpoint depends on what it was meant to be.
+DECODE_FIX = "point --checkpoint/--adapter at the best.pt (or last.pt) of the exp dir, or re-run the training stage that writes it"
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return (text[0][:200] if text else type(error).__name__)
+
+
+def read_checkpoint(path: str | os.PathLike, fix: str = DECODE_FIX) -> dict:
+    """The checkpoint at ``path`` as a dict with a ``model`` state dict. FileNotFoundError when it does not
+    exist; CheckpointError, ending with ``fix``, when it cannot be read or is not a checkpoint."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
+        raise FileNotFoundError(f"checkpoint {path} does not exist; {fix}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # truncated or foreign file: name it
-        raise RuntimeError(f"cannot read checkpoint {path}: {error}") from error
+    except PermissionError as error:
+        raise CheckpointError(f"cannot read checkpoint {path}: {error.strerror or error}; check its permissions") from error
+    except Exception as error:  # truncated (a copy cut short, a full disk: torch says "Invalid argument") or not a torch file
+        raise CheckpointError(f"cannot read checkpoint {path} ({_first_line(error)}): it is truncated or not a torch "
+                              f"checkpoint; {fix}") from error
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict):
-        raise ValueError(f"checkpoint {path} has no 'model' state dict (expected a torch file {{'model': ...}})")
+        raise CheckpointError(f"checkpoint {path} has no 'model' state dict (expected a torch file {{'model': ...}}, as "
+                              f"hdmole.bin.train writes); {fix}")
     return ckpt
 
 
@@ -42,7 +62,7 @@ def adapter_spec(ckpt: dict) -> tuple[dict, list[str]] | None:
     if config is None:
         return None
     if not targets:
-        raise ValueError("adapter checkpoint has 'adapter_config' but no 'target_modules' (the wrapped module names)")
+        raise CheckpointError("adapter checkpoint has 'adapter_config' but no 'target_modules' (the wrapped module names)")
     return dict(config), list(targets)
 
 
@@ -75,16 +95,67 @@ def _needs_router(model: LLMASR) -> bool:
 def _load_into(model: nn.Module, state: dict, path) -> set[str]:
     result = model.load_state_dict(state, strict=False)
     if any("hdmole_" in key for key in result.unexpected_keys):
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} holds HDMoLE adapter tensors (e.g. {result.unexpected_keys[:2]}) but no "
             "'adapter_config' and 'target_modules' saying how to inject them; re-save it with both"
         )
     if result.unexpected_keys:
-        raise ValueError(
+        raise CheckpointError(
             f"checkpoint {path} holds tensors this model does not have, e.g. {result.unexpected_keys[:3]}: "
             "is it from another model config, or an adapter checkpoint whose base was not given first?"
         )
     return set(state)
+
+
+def _differs(a, b) -> bool:
+    if isinstance(a, (int, float)) and isinstance(b, (int, float)) and not isinstance(a, bool) and not isinstance(b, bool):
+        return abs(float(a) - float(b)) > 1e-9 * max(1.0, abs(float(a)))
+    return a != b
+
+
+def _adapter_mismatch(train_conf: dict, ckpt: dict) -> str | None:
+    """How the adapter checkpoint ``ckpt`` (as hdmole.bin.train saves it) differs from the adapt-mode
+    training config ``train_conf``; None when they agree or cannot be compared."""
+    wanted = train_conf.get("adapter") or {}
+    if wanted.get("system") and ckpt.get("system") and wanted["system"] != ckpt["system"]:
+        return f"it was trained as system {ckpt['system']!r}, the config is system {wanted['system']!r}"
+    spec = ckpt.get("adapter_config") or {}
+    for key, value in (wanted.get("config") or {}).items():
+        if key in spec and _differs(value, spec[key]):
+            return f"it has adapter.config.{key} = {spec[key]!r}, the config {value!r}"
+    if spec and wanted.get("target_modules") and ckpt.get("target_modules") \
+            and list(wanted["target_modules"]) != list(ckpt["target_modules"]):
+        return f"it adapts {ckpt['target_modules']}, the config {wanted['target_modules']}"
+    return None
+
+
+def check_checkpoints_match_config(config_path: str | os.PathLike, checkpoints: list[tuple]) -> None:
+    """With a training config (an exp dir's config.yaml), the adapter checkpoints must be that system's:
+    an adapter of another system, a LoRA adapter with the base config, or an adapt config without its
+    adapter would otherwise decode without a word (the injected layers follow the checkpoint). A bare
+    model config says nothing about adapters, so nothing is checked with one."""
+    raw = load_yaml_mapping(config_path)
+    mode = raw.get("mode")
+    if mode is None:
+        return
+    system = (raw.get("adapter") or {}).get("system") if mode == "adapt" else mode
+    adapters = [(path, ckpt) for path, ckpt in checkpoints if ckpt.get("mode") == "adapt"]
+    fix = "decode an adapter with the config.yaml of the exp dir it was trained in"
+    for path, ckpt in adapters:
+        own_config = Path(path).parent / "config.yaml"
+        if mode != "adapt":
+            raise CheckpointError(f"{path} is an adapter (system {ckpt.get('system', '?')!r}) but {config_path} is the config "
+                                  f"of a {mode!r} training; {fix} (e.g. --config {own_config})")
+        mismatch = _adapter_mismatch(raw, ckpt)
+        if mismatch:
+            raise CheckpointError(f"{path} is not the adapter of {config_path} ({mismatch}); {fix} (e.g. --config "
+                                  f"{own_config}), or pass that system's adapter")
+    # A hand-made checkpoint without 'mode' may be anything: only checkpoints that say they are not
+    # adapters prove the adapter missing.
+    if mode == "adapt" and not adapters and all(ckpt.get("mode") for _, ckpt in checkpoints):
+        raise CheckpointError(f"{config_path} is the config of adapted system {system or '?'!r}, but no checkpoint given is "
+                              f"an adapter: add its adapter (e.g. --adapter {Path(config_path).parent / 'best.pt'}), or "
+                              "decode the base model with the base config")
 
 
 def load_model_for_inference(
@@ -111,9 +182,10 @@ def load_model_for_inference(
     if not checkpoint_paths:
         raise ValueError("load_model_for_inference: give at least one checkpoint (the base model)")
     model = build_model(model_conf, tokenizer, num_accents=num_accents)
+    checkpoints = [(path, read_checkpoint(path)) for path in checkpoint_paths]
+    check_checkpoints_match_config(model_conf_path, checkpoints)
     loaded: set[str] = set()
-    for path in checkpoint_paths:
-        ckpt = read_checkpoint(path)
+    for path, ckpt in checkpoints:
         spec = adapter_spec(ckpt)
         if spec is not None:
             config, targets = spec
@@ -131,11 +203,11 @@ def load_model_for_inference(
         model.global_router = None
         missing = []
     if missing:
-        raise ValueError(
+        raise CheckpointError(
             f"after loading {[str(p) for p in checkpoint_paths]}, {len(missing)} model tensor(s) were in no "
             f"checkpoint, e.g. {missing[:4]}: pass the base checkpoint first, then the adapter(s)"
         )
     return model.to(device).eval()
 
 
-__all__ = ["read_checkpoint", "adapter_spec", "read_inference_config", "load_model_for_inference", "pretrained_parts"]
+__all__ = ["CheckpointError", "read_checkpoint", "check_checkpoints_match_config", "adapter_spec", "read_inference_config", "load_model_for_inference", "pretrained_parts"]

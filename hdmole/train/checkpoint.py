@@ -15,6 +15,8 @@ from pathlib import Path
 
 import torch
 
+from hdmole.models.checkpoint import read_checkpoint
+
 _CKPT = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
@@ -58,11 +60,10 @@ def inference_part(state: dict) -> dict:
     return {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
 
 
-def load_state(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: say which one
-        raise RuntimeError(f"cannot read checkpoint {path}: {e}. Delete it and resume from an older one.") from e
+RESUME_FIX = "delete it and resume from an older ckpt-*.pt (or start again in a fresh exp dir)"
+
+
+def load_state(path: str | os.PathLike, fix: str = RESUME_FIX) -> dict:
+    """A checkpoint to resume from (or, with another ``fix``, to initialise from); an unreadable one is a
+    CheckpointError naming the file and ending with ``fix``."""
+    return read_checkpoint(path, fix=fix)

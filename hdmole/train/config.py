@@ -137,6 +137,31 @@ class TrainConfig:
                     raise ConfigError(f"{source}: data.lm_prefix.{f.name} must be a probability in [0, 1], got {value}")
         if self.checkpoint.metric not in ("loss", "acc"):
             raise ConfigError(f"{source}: checkpoint.metric must be loss or acc")
+        self._check_ranges(source)
+
+    def _check_ranges(self, source: str) -> None:
+        """Numbers that would fail deep inside training (or train nothing) are config errors here."""
+        o, c, d = self.optim, self.checkpoint, self.data
+        limits = [  # (key, value, ok, what it must be)
+            ("optim.lr", o.lr, o.lr > 0, "> 0"),
+            ("optim.weight_decay", o.weight_decay, o.weight_decay >= 0, ">= 0"),
+            ("optim.warmup_steps", o.warmup_steps, o.warmup_steps >= 0, ">= 0"),
+            ("optim.max_steps", o.max_steps, o.max_steps >= 1, ">= 1"),
+            ("optim.max_epochs", o.max_epochs, o.max_epochs >= 1, ">= 1"),
+            ("optim.grad_clip", o.grad_clip, o.grad_clip > 0, "> 0"),
+            ("optim.accum_grad", o.accum_grad, o.accum_grad >= 1, ">= 1"),
+            ("optim.betas", list(o.betas), all(0 <= b < 1 for b in o.betas), "two numbers in [0, 1)"),
+            ("checkpoint.every_steps", c.every_steps, c.every_steps >= 1, ">= 1"),
+            ("checkpoint.keep_last", c.keep_last, c.keep_last >= 1, ">= 1"),
+            ("data.max_frames", d.max_frames, d.max_frames >= 1, ">= 1"),
+            ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
+            ("log_every", self.log_every, self.log_every >= 1, ">= 1"),
+            ("device", self.device, self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
+            ("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "float32 or bfloat16"),
+        ]
+        for key, value, ok, what in limits:
+            if not ok:
+                raise ConfigError(f"{source}: {key} must be {what}, got {value!r}")
 
 
 def _build(cls, value: Any, where: str, source: str):
@@ -168,6 +193,17 @@ def _build(cls, value: Any, where: str, source: str):
 def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
     """Numbers as the field says: YAML reads ``5e-3`` (no dot) as a string, and ``1`` for a float field
     as an int; both are what the user meant."""
+    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
+    if optional:
+        if value is None:
+            return None
+        rest = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = rest[0] if len(rest) == 1 else hint
+    # A string where a list belongs would be taken a character at a time ("unknown model part 'e'").
+    if typing.get_origin(hint) is list and not isinstance(value, list):
+        raise ConfigError(f"{source}: {key} must be a list, e.g. {key.rsplit('.', 1)[-1]}: [{value}], got {value!r}")
+    if hint is dict and not isinstance(value, dict):
+        _bad(key, value, "a mapping ({key: value, ...})", source)
     what = {float: "a number", int: "a whole number"}.get(hint)
     if what is not None:
         if isinstance(value, bool) or (hint is int and isinstance(value, float) and not value.is_integer()):
@@ -177,7 +213,13 @@ def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
         except (TypeError, ValueError):
             _bad(key, value, what, source)
     if typing.get_origin(hint) is tuple:
-        return tuple(float(v) for v in value)
+        size = len(typing.get_args(hint))
+        try:
+            if isinstance(value, (list, tuple)) and len(value) == size:
+                return tuple(float(v) for v in value)
+        except (TypeError, ValueError):
+            pass
+        _bad(key, value, f"a list of {size} numbers", source)
     return value
 
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from hdmole.data import AccentList, build_dataloader
+from hdmole.models.checkpoint import CheckpointError
 from hdmole.models.llm_asr import build_model
 from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, load_state, save_checkpoint
@@ -35,6 +36,10 @@ log = logging.getLogger("hdmole.train")
 
 class NonFiniteLossError(RuntimeError):
     pass
+
+
+# An init checkpoint is an earlier stage's output: a damaged one is re-made, not resumed around.
+INIT_FIX = "re-run the stage that writes it, or correct 'init' in the config"
 
 
 def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
@@ -53,11 +58,11 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 def load_init(model: nn.Module, paths: list[str]) -> None:
     """Loads earlier stages' checkpoints (full or partial) before this stage's setup."""
     for path in paths:
-        state = load_state(path)["model"]
+        state = load_state(path, fix=INIT_FIX)["model"]
         result = model.load_state_dict(state, strict=False)
         if result.unexpected_keys:
-            raise RuntimeError(f"init checkpoint {path} has tensors this model lacks, e.g. {result.unexpected_keys[:3]}; "
-                               "is it from another model config, or an adapter checkpoint given as init?")
+            raise CheckpointError(f"init checkpoint {path} has tensors this model lacks, e.g. {result.unexpected_keys[:3]}; "
+                                  "is it from another model config, or an adapter checkpoint given as init?")
         log.info("init: loaded %d tensors from %s", len(state), path)
 
 
@@ -82,7 +87,7 @@ class Trainer:
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
-            raise RuntimeError("nothing to train: every parameter is frozen (check 'trainable' / 'adapter')")
+            raise ConfigError("nothing to train: every parameter is frozen (check 'trainable' / 'adapter')")
         # The lm mode trains the LLM on its own, so that is what DDP wraps there.
         self.net = self.model.llm if config.mode == "lm" else self.model
         self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
@@ -221,8 +226,8 @@ class Trainer:
         state = load_state(path)
         result = self.model.load_state_dict(state["model"], strict=False)
         if result.unexpected_keys:
-            raise RuntimeError(f"{path} does not fit this experiment's model (e.g. {result.unexpected_keys[:3]}); "
-                               f"use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
+            raise CheckpointError(f"{path} does not fit this experiment's model (e.g. {result.unexpected_keys[:3]}); "
+                                  f"use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
