@@ -149,7 +149,7 @@ RECORD = "decode_inputs.json"
 # is part of the record (a new option is taken to change results until it is listed here).
 SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out"}
 # Options naming files: recorded by their content (or version), not by their name.
-FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn"}
+FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn", "ngram"}
 HASH_LIMIT = 256 << 20  # bigger files (a 7B LLM's checkpoint) are recorded by path, size and mtime
 
 
@@ -188,6 +188,7 @@ def what_produced(args, data: Path, settings: dict) -> dict:
         "checkpoints": [file_version(p) for p in [*args.checkpoint, *args.adapter]],
         "accents": file_version(args.accents),
         "tokenizer": {"conf": tok, "model": file_version(tok_model) if tok_model else None},
+        "ngram": file_version(args.ngram) if args.ngram else None,
         "cmvn": file_version(settings["cmvn"]) if settings["cmvn"] else None,
         # Re-extracted features keep feats.scp's text but replace its arks (new mtimes).
         "feats": {"scp": file_version(feats), "arks": [file_version(a, hash_limit=0) for a in sorted(arks)]},
