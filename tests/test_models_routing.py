@@ -98,3 +98,38 @@ def test_bad_unit_lists_name_the_file_and_line(tmp_path, content, message):
     path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError, match=message):
         UnitTokenizer(path)
+
+
+def test_ctc_ngram_router_counts_the_heard_units_and_their_bigrams(tmp_path):
+    units = write_units(tmp_path / "if.units", ["n", "i3", "h", "ao3"])
+    conf = tiny_conf(router=True)
+    conf["ctc_units"] = units
+    conf["global_router"] = {"input": "ctc_ngrams", "hidden": 0}
+    model = build_model(conf, TOK, num_accents=3).eval()
+    vocab = 5  # <unk> + 4 units; the blank is id 5
+    assert model.global_router.d_in == vocab + vocab * vocab
+    # Force the CTC head's best path: frames say n n <blank> i3 h h ao3 <blank> (then padding)
+    path = [1, 1, 5, 2, 3, 3, 4, 5]
+    logits = torch.full((1, 10, vocab + 1), -10.0)
+    for t, unit in enumerate(path):
+        logits[0, t, unit] = 10.0
+    model.ctc.forward = lambda x: logits.expand(x.size(0), -1, -1)[:, : x.size(1)]
+    enc_out, enc_lens = torch.zeros(1, 10, 32), torch.tensor([8])
+    heard, lengths = model.heard_ngrams(enc_out, enc_lens)
+    expected = torch.zeros(vocab + vocab * vocab)
+    for unit in (1, 2, 3, 4):  # n i3 h ao3: four units, each once
+        expected[unit] = 0.25
+    for a, b in ((1, 2), (2, 3), (3, 4)):  # bigrams n-i3 (a syllable), i3-h, h-ao3 (a syllable)
+        expected[vocab + a * vocab + b] = 0.25
+    assert torch.equal(heard[0, 0], expected) and lengths.tolist() == [1]
+    assert model.route(enc_out, enc_lens).shape == (1, 3)
+
+
+def test_ctc_ngram_router_refuses_a_huge_vocabulary():
+    conf = tiny_conf(router=True)
+    conf["global_router"] = {"input": "ctc_ngrams", "hidden": 0}
+    small = build_model(conf, TOK, num_accents=3)  # the toy vocabulary is small enough
+    assert small.global_router.d_in == TOK.vocab_size + TOK.vocab_size ** 2
+    big = ToyTokenizer(alphabet="".join(chr(0x4E00 + i) for i in range(1100)))
+    with pytest.raises(ValueError, match="small unit list"):
+        build_model(conf, big, num_accents=3)

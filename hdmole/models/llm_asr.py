@@ -19,7 +19,10 @@ MODEL_KEYS = {
     "router_grad", "oracle_routing", "ctc_units",
 }
 PROJECTOR_KEYS = {"stack", "hidden", "tail"}
-ROUTER_INPUTS = ("encoder", "ctc")  # what the global router pools: encoder output or CTC posteriors
+# What the global router pools: the encoder output, the CTC posteriors, or the n-grams of the units the CTC
+# head hears (greedy), see LLMASR.route_logits.
+ROUTER_INPUTS = ("encoder", "ctc", "ctc_ngrams")
+MAX_NGRAM_FEATURES = 1_000_000  # unit bigrams: V^2 features, fine for a few hundred units, not for 150k tokens
 DEFAULT_PROMPT = "转写："
 
 
@@ -58,7 +61,7 @@ class LLMASR(nn.Module):
         self.ctc_weight, self.accent_weight, self.router_grad = ctc_weight, accent_weight, router_grad
         if router_input not in ROUTER_INPUTS:
             raise ValueError(f"global_router.input must be one of {ROUTER_INPUTS}, got {router_input!r}")
-        if router_input == "ctc" and self.ctc is None:
+        if router_input != "encoder" and self.ctc is None:
             raise ValueError("global_router.input: ctc needs the CTC head (set ctc_weight > 0 in the model config)")
         self.router_input = router_input
         if oracle_routing and global_router is None:
@@ -76,6 +79,9 @@ class LLMASR(nn.Module):
     def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.global_router is None:
             raise RuntimeError("this model has no global_router (set 'global_router' in the model config)")
+        if self.router_input == "ctc_ngrams":
+            heard, lengths = self.heard_ngrams(enc_out, enc_lens)
+            return self.global_router(heard, lengths)
         if self.router_input == "ctc":
             # What the CTC head hears: per frame its distribution over units given "not blank", weighted by
             # how much the frame is not blank, so the pooled vector is the expected histogram of heard units.
@@ -85,6 +91,31 @@ class LLMASR(nn.Module):
             heard = probs[..., : self.ctc_blank] / speech.clamp_min(1e-6)[..., None]
             return self.global_router(heard, enc_lens, weights=speech + 1e-6)
         return self.global_router(enc_out, enc_lens)
+
+    @torch.no_grad()
+    def heard_ngrams(self, enc_out: torch.Tensor, enc_lens: torch.Tensor):
+        """``([B, 1, V + V^2], ones [B])``: the relative frequencies of the units the CTC head hears (greedy:
+        best path, repeats merged, blanks dropped) and of their bigrams. An accent is which sounds occur and
+        in which order (with initial + tonal-final units a bigram is a whole syllable); a linear classifier on
+        these counts is phonotactic language identification (PRLM) trained discriminatively. Not
+        differentiable: the router learns on top of the frozen recogniser."""
+        vocab = self.ctc_blank
+        best = self.ctc(enc_out).argmax(-1)
+        valid = torch.arange(best.size(1), device=best.device)[None, :] < enc_lens[:, None]
+        new = torch.ones_like(valid)
+        new[:, 1:] = best[:, 1:] != best[:, :-1]
+        keep = valid & new & (best != vocab)
+        out = torch.zeros(best.size(0), vocab + vocab * vocab, device=enc_out.device, dtype=enc_out.dtype)
+        for b in range(best.size(0)):
+            units = best[b][keep[b]]
+            if units.numel() == 0:
+                continue
+            out[b].index_add_(0, units, torch.ones_like(units, dtype=out.dtype))
+            if units.numel() > 1:
+                pairs = vocab + units[:-1] * vocab + units[1:]
+                out[b].index_add_(0, pairs, torch.ones_like(pairs, dtype=out.dtype))
+            out[b] /= units.numel()
+        return out[:, None, :], torch.ones(best.size(0), dtype=torch.long, device=best.device)
 
     def route(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         """Utterance-level accent posterior ``[B, D]`` from the global router."""
@@ -280,9 +311,14 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
     if conf.get("global_router") is not None:
         router_conf = dict(conf["global_router"])
         router_input = router_conf.pop("input", "encoder")
-        if router_input == "ctc" and not ctc_weight > 0:
-            raise ValueError("model config: global_router.input: ctc needs the CTC head (ctc_weight > 0)")
-        d_in = ctc_vocab if router_input == "ctc" else encoder.output_size
+        if router_input not in ROUTER_INPUTS:
+            raise ValueError(f"model config: global_router.input must be one of {ROUTER_INPUTS}, got {router_input!r}")
+        if router_input != "encoder" and not ctc_weight > 0:
+            raise ValueError(f"model config: global_router.input: {router_input} needs the CTC head (ctc_weight > 0)")
+        d_in = {"encoder": encoder.output_size, "ctc": ctc_vocab, "ctc_ngrams": ctc_vocab + ctc_vocab ** 2}.get(router_input)
+        if router_input == "ctc_ngrams" and d_in > MAX_NGRAM_FEATURES:
+            raise ValueError(f"model config: global_router.input: ctc_ngrams over {ctc_vocab} CTC units means {d_in} "
+                             "features; use a small unit list for the CTC head (ctc_units), or input: ctc")
         router = _build_router(router_conf, d_in, num_accents)
     use_bos = conf.get("use_bos", True)
     if use_bos and (tokenizer.bos_id is None or tokenizer.bos_id < 0):
