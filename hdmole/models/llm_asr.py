@@ -1,4 +1,4 @@
-"""The LLM-based ASR model: speech encoder -> projector -> decoder-only LLM (DESIGN.md section 3)."""
+"""The LLM-based ASR model: speech encoder -> projector -> decoder-only LLM (docs/model.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Kaldi data dirs for egs/kespeech stage 0: the utterance record, the id rule, and atomic writing.
 
 A data dir holds ``wav.scp text utt2spk spk2utt utt2accent``, every file sorted by key in byte order
-(LC_ALL=C), as DESIGN.md section 5 and utils/validate_data_dir.sh want.
+(LC_ALL=C), as docs/data_dirs.md and utils/validate_data_dir.sh want.
 """
 
 from __future__ import annotations
