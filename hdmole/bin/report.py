@@ -74,6 +74,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="the recipe invocations that made these results (one a line, e.g. exp/run_commands.txt)")
     args = parser.parse_args(argv)
 
+    from hdmole.files import atomic_write_text
     from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
     from hdmole.report.table import load_row, markdown_table
 
@@ -129,9 +130,7 @@ def main(argv: list[str] | None = None) -> int:
         rel = os.path.relpath(plots_dir, args.out.parent)
         for caption, name in figures:
             parts.append(f"{caption}:\n\n![{caption}]({name if rel == '.' else rel + '/' + name})\n")
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(args.out)
+    atomic_write_text(args.out, "\n".join(parts))
     print(f"hdmole.bin.report: wrote {args.out} ({len(rows)} systems, {len(figures)} figures)")
     return 0
 

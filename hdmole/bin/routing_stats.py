@@ -37,6 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hdmole.data import AccentList, build_dataloader
+    from hdmole.files import atomic_write_text
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
     from hdmole.nn import RoutingStatsRecorder
 
@@ -61,9 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = recorder.summary()
     stats["_accents"] = list(accents.names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
     print(f"hdmole.bin.routing_stats: wrote {args.out}")
     return 0
 

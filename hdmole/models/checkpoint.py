@@ -20,6 +20,7 @@ from torch import nn
 
 from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
 from hdmole.models.llm_asr import LLMASR, build_model
+from hdmole.models.state import load_partial_state
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -67,17 +68,11 @@ def pretrained_parts(model_conf: dict) -> set[str]:
 
 
 def _load_into(model: nn.Module, state: dict, path) -> set[str]:
-    result = model.load_state_dict(state, strict=False)
-    if any("hdmole_" in key for key in result.unexpected_keys):
-        raise ValueError(
-            f"checkpoint {path} holds HDMoLE adapter tensors (e.g. {result.unexpected_keys[:2]}) but no "
-            "'adapter_config' and 'target_modules' saying how to inject them; re-save it with both"
-        )
-    if result.unexpected_keys:
-        raise ValueError(
-            f"checkpoint {path} holds tensors this model does not have, e.g. {result.unexpected_keys[:3]}: "
-            "is it from another model config, or an adapter checkpoint whose base was not given first?"
-        )
+    load_partial_state(
+        model, state, f"checkpoint {path}",
+        fix="is it from another model config, or an adapter checkpoint whose base was not given first?",
+        adapter_fix="but no 'adapter_config' and 'target_modules' saying how to inject them; re-save it with both",
+    )
     return set(state)
 
 

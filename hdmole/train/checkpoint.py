@@ -15,15 +15,15 @@ from pathlib import Path
 
 import torch
 
+from hdmole.files import atomic_output
+
 _CKPT = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """Saves so that a kill at any moment leaves either the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def list_checkpoints(exp_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -57,12 +57,3 @@ def inference_part(state: dict) -> dict:
     """What decoding needs: the model tensors and how to rebuild adapters, without optimizer state."""
     return {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
 
-
-def load_state(path: str | os.PathLike) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {path} does not exist")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: say which one
-        raise RuntimeError(f"cannot read checkpoint {path}: {e}. Delete it and resume from an older one.") from e

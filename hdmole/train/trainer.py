@@ -22,9 +22,11 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from hdmole.data import AccentList, build_dataloader
+from hdmole.models.checkpoint import read_checkpoint
 from hdmole.models.llm_asr import build_model
+from hdmole.models.state import load_partial_state
 from hdmole.text.tokenizer import build_tokenizer
-from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, load_state, save_checkpoint
+from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, save_checkpoint
 from hdmole.train.config import TrainConfig
 from hdmole.train.encoder_cache import EncoderCache
 from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward
@@ -53,11 +55,9 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 def load_init(model: nn.Module, paths: list[str]) -> None:
     """Loads earlier stages' checkpoints (full or partial) before this stage's setup."""
     for path in paths:
-        state = load_state(path)["model"]
-        result = model.load_state_dict(state, strict=False)
-        if result.unexpected_keys:
-            raise RuntimeError(f"init checkpoint {path} has tensors this model lacks, e.g. {result.unexpected_keys[:3]}; "
-                               "is it from another model config, or an adapter checkpoint given as init?")
+        state = read_checkpoint(path)["model"]
+        load_partial_state(model, state, f"init checkpoint {path}",
+                           fix="is it from another model config, or an adapter checkpoint given as init?")
         log.info("init: loaded %d tensors from %s", len(state), path)
 
 
@@ -198,11 +198,9 @@ class Trainer:
         path = latest_checkpoint(self.exp_dir)
         if path is None:
             return False
-        state = load_state(path)
-        result = self.model.load_state_dict(state["model"], strict=False)
-        if result.unexpected_keys:
-            raise RuntimeError(f"{path} does not fit this experiment's model (e.g. {result.unexpected_keys[:3]}); "
-                               f"use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
+        state = read_checkpoint(path)
+        load_partial_state(self.model, state["model"], f"checkpoint {path}",
+                           fix=f"it is not this experiment's; use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
