@@ -173,13 +173,9 @@ stage_report() {
       python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$system/decode_$set/text" \
         --accents "$accents" --out "$exp_dir/$system/decode_$set" 2>>"$exp_dir/score.log"
     done
-    if [ "$system" != base ] && python - "$exp_dir/$system/best.pt" <<'EOF'
-import sys, torch
-conf = torch.load(sys.argv[1], map_location="cpu", weights_only=False).get("adapter_config") or {}
-sys.exit(0 if conf.get("num_domains", 1) * conf.get("experts_per_domain", 1) > 1 else 1)
-EOF
-    then
-      [ -f "$exp_dir/$system/routing_test_all.json" ] || python -m hdmole.bin.routing_stats \
+    # --if-routed: a system without a mixture of experts (full_ft, lora) is skipped with a message.
+    if [ "$system" != base ] && [ ! -f "$exp_dir/$system/routing_test_all.json" ]; then
+      python -m hdmole.bin.routing_stats --if-routed \
         --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
         --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
         --out "$exp_dir/$system/routing_test_all.json"
