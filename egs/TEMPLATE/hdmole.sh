@@ -6,8 +6,9 @@
 #   1 features   fbank for every set (dump/fbank/<set>), global CMVN on the source training set
 #   2 lm         sentencepiece tokenizer on the LM text, then text-only LLM pretraining (if conf/lm.yaml)
 #   3 base       source-domain LLM-ASR training (conf/base.yaml)
-#   4 router     stage 1 of HDMoLE: the global accent router alone (conf/router.yaml)
-#   5 adapt      stage 2: one exp dir per comparison system (conf/systems/<system>.yaml)
+#   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml)
+#   5 adapt      HDMoLE's adaptation: one exp dir per comparison system, conf/adapt.yaml composed with the
+#                system's method, the top-level conf/systems/<system>.yaml (docs/configs.md)
 #   6 decode     every system (and the base model) on every test set
 #   7 report     scoring, routing statistics, RESULTS.md with plots
 #
@@ -19,7 +20,7 @@ stage=1
 stop_stage=7
 nj=2                       # parallel jobs for features and decoding
 ngpu=0                     # >0: training runs with torchrun on that many GPUs
-systems=""                 # comparison systems (conf/systems/<name>.yaml) to train and decode
+systems=""                 # comparison systems to train and decode (python -m hdmole.bin.systems lists them)
 table_systems=""           # every system of the recipe, in table order: the report keeps those already
                            # decoded, so adding one system (--systems hdmole) does not shrink RESULTS.md
 source_train=train_std     # source-domain (standard) sets
@@ -122,9 +123,9 @@ stage_router() {
 stage_adapt() {
   need "$exp_dir/base/best.pt" 3
   need "$exp_dir/router/best.pt" 4
+  [ -f "$conf_dir/adapt.yaml" ] || die "$conf_dir/adapt.yaml is missing: the recipe's adaptation settings (docs/configs.md)"
   for system in $systems; do
-    need "$conf_dir/systems/$system.yaml" "(none: write the config)"
-    train "$conf_dir/systems/$system.yaml" "$exp_dir/$system" \
+    train "$conf_dir/adapt.yaml" "$exp_dir/$system" --override "system=$system" \
       --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]" \
       --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
   done

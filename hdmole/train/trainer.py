@@ -78,7 +78,7 @@ class Trainer:
         if config.accent_weight is not None:
             self.model.accent_weight = config.accent_weight
         self.info = prepare_model(self.model, config, len(self.accents) if self.accents else 1)
-        self.info.update(info_extra)
+        self.info.update(info_extra, config_sources=list(config.sources))  # provenance, for RESULTS.md
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
