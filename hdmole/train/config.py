@@ -103,7 +103,7 @@ class AdapterConfig:
     system: str = "hdmole"           # full_ft | lora | mole | hdmole
     target_modules: list[str] = field(default_factory=lambda: ["projector.linear1", "projector.linear2"])
     config: dict = field(default_factory=dict)  # hdmole.nn.HDMoLEConfig fields
-    train_global_router: bool = True  # stage 2 fine-tunes the global router too (freezable)
+    train_global_router: bool = True  # adaptation fine-tunes the global router too (freezable)
 
 
 @dataclass

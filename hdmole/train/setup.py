@@ -3,8 +3,9 @@
 - ``lm``: the LLM alone on text; checkpoints hold the full model.
 - ``base``: the parts named in ``trainable`` (e.g. encoder, projector, ctc; the LLM too for small
   from-scratch models); checkpoints hold the full model.
-- ``router`` (stage 1): the global router alone, on the accent labels; checkpoints hold the router.
-- ``adapt`` (stage 2), per comparison system:
+- ``router`` (HDMoLE's router pre-training): the global router alone, on the accent labels; checkpoints
+  hold the router.
+- ``adapt`` (HDMoLE's adaptation), per comparison system:
   ``full_ft`` the parts in ``trainable`` (e.g. the projector) unfrozen;
   ``lora | mole | hdmole`` adapters injected into ``adapter.target_modules`` with hdmole.nn, plus the
   global router when the routing uses it and ``train_global_router`` is set. Checkpoints hold only
