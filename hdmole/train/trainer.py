@@ -231,7 +231,7 @@ class Trainer:
     def _routing_recorder(self, batch: dict):
         from hdmole.nn import RoutingStatsRecorder, hdmole_layers
 
-        if self.config.mode != "adapt" or not any(l.num_experts > 1 for _, l in hdmole_layers(self.model)):
+        if self.config.mode != "adapt" or not any(layer.num_experts > 1 for _, layer in hdmole_layers(self.model)):
             return None
         rec = RoutingStatsRecorder(self.model)
         if self.accents is not None and "accents" in batch:
