@@ -134,6 +134,7 @@ def test_unknown_system_lists_the_known_ones(tmp_path):
     ("adapter_defaults.experts={rank: 4}", "adapter_defaults must map lora and mixture to adapter.config keys"),
     ("adapter_defaults.mixture.rnak=4", "adapter_defaults.mixture: unknown key rnak"),
     ("adapter.config.rnak=4", "unknown HDMoLE config key(s) ['rnak']"),
+    ("adapter.config=[4]", "adapter.config must be a mapping of HDMoLEConfig fields, got [4]"),
     ("adapter.config.top_k=9", "top_k=9 exceeds the number of experts E=5"),
     ("data.specaug={num_freq_mask: 2}", "data.specaug: unknown SpecAugment option(s) ['num_freq_mask']"),
     ("tokenizer={type: sentencepiece, path: x.model}", "tokenizer: tokenizer config"),

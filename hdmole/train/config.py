@@ -272,11 +272,12 @@ def _apply_adapter_defaults(raw: dict, source: str) -> None:
             raise ConfigError(f"{source}: adapter_defaults.{group}: unknown key {unknown[0]}; "
                               f"valid keys: {', '.join(sorted(fields))}")
     adapter = raw.get("adapter")
-    if not isinstance(adapter, dict) or not isinstance(adapter.get("config", {}), dict):
+    config = adapter.get("config") or {} if isinstance(adapter, dict) else None
+    if not isinstance(config, dict):
         return  # no adapter section (validate() says so) or a malformed one (the adapter check says so)
     group = DEFAULTS_FOR.get(adapter.get("system", AdapterConfig.system))
     if group in defaults:
-        adapter["config"] = {**defaults[group], **(adapter.get("config") or {})}
+        adapter["config"] = {**defaults[group], **config}
 
 
 def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | None:
@@ -284,7 +285,9 @@ def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | 
     adapter = config.adapter
     if adapter is None or adapter.system == "full_ft":
         return None
-    conf = dict(adapter.config)
+    if not isinstance(adapter.config or {}, dict):
+        raise ConfigError(f"adapter.config must be a mapping of HDMoLEConfig fields, got {adapter.config!r}")
+    conf = dict(adapter.config or {})
     if adapter.system == "lora":
         # A single LoRA: one expert, nothing to route. Its rank is given so that its size matches HDMoLE's.
         for key, value in (("num_domains", 1), ("experts_per_domain", 1), ("routing", "none"), ("gating", "dense")):
