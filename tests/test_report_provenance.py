@@ -25,7 +25,7 @@ def test_git_state_names_the_commit_and_a_dirty_tree(tmp_path):
     assert provenance.git_state(tmp_path) == f"commit `{commit}` with uncommitted changes to 1 tracked file(s) (dirty)"
 
 
-def test_config_table_lists_each_exp_dir_configs_from_the_repository_root(tmp_path):
+def test_config_list_gives_each_exp_dir_configs_from_the_repository_root(tmp_path):
     root = provenance.REPO_ROOT
     summaries = {
         "base": {"config_sources": [str(root / "egs/mini_accent/conf/base.yaml")]},
@@ -35,7 +35,7 @@ def test_config_table_lists_each_exp_dir_configs_from_the_repository_root(tmp_pa
     for name, summary in summaries.items():
         (tmp_path / name).mkdir()
         (tmp_path / name / "train_summary.json").write_text(json.dumps(summary))
-    table = provenance.config_table(tmp_path, ["base", "old", "hdmole", "not_trained"]).splitlines()
-    assert table[2:] == ["| base | `egs/mini_accent/conf/base.yaml` |",
-                         "| old | `conf/systems/old.yaml` |",
-                         "| hdmole | `egs/mini_accent/conf/adapt.yaml` + `conf/systems/hdmole.yaml` |"]
+    lines = provenance.config_list(tmp_path, ["base", "old", "hdmole", "not_trained"]).splitlines()
+    assert lines == ["- base: `egs/mini_accent/conf/base.yaml`",
+                     "- old: `conf/systems/old.yaml`",
+                     "- hdmole: `egs/mini_accent/conf/adapt.yaml` + `conf/systems/hdmole.yaml`"]

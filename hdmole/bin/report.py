@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from hdmole.files import atomic_write_text
-    from hdmole.report.provenance import config_table, git_state, machine_description
+    from hdmole.report.provenance import config_list, git_state, machine_description
     from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
     from hdmole.report.table import load_row, markdown_table
 
@@ -98,15 +98,15 @@ def main(argv: list[str] | None = None) -> int:
             figures.append((f"{s}: threshold and active experts per layer over training", f"thresholds_{s}.png"))
 
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "hdmole.bin.report", *(argv if argv is not None else sys.argv[1:])])
-    configs = config_table(args.exp_dir, args.systems)
+    configs = config_list(args.exp_dir, args.systems)
     parts = [
         f"# {args.title}\n",
         f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_description()}.\n",
         f"Code: {git_state()}.\n",
         *_run_commands(args.run_commands),
         f"Report command: `{command}`\n",
-        *(["Configs (paths from the repository root; each exp dir keeps the resolved `config.yaml`, and the "
-           "command-line overrides in `cmd`):\n", configs] if configs else []),
+        *(["Configs of each exp dir, in the order they apply (paths from the repository root; the exp dir keeps "
+           "the resolved `config.yaml`, and the command-line overrides in `cmd`):\n", configs] if configs else []),
         "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
         "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
         "train time is the wall time of the adaptation (recipe stage 5).\n",

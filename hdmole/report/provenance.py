@@ -54,17 +54,16 @@ def _shown(path: str) -> str:
         return path
 
 
-def config_table(exp_dir: Path, systems: list[str]) -> str:
-    """One row per trained exp dir (the earlier stages, then the table's systems): the config files it was
-    composed from, from its train_summary.json (``config_sources``; older ones only have ``config_file``)."""
-    rows = []
+def config_list(exp_dir: Path, systems: list[str]) -> str:
+    """One line per trained exp dir (the earlier stages, then the table's systems): the config files it was
+    composed from, from its train_summary.json (``config_sources``; older ones only have ``config_file``).
+    A list, not a table, so that the header holds it without a second table before the results."""
+    lines = []
     for name in [*EARLIER_STAGES, *(s for s in systems if s not in EARLIER_STAGES)]:
         summary_file = exp_dir / name / "train_summary.json"
         if not summary_file.is_file():
             continue
         summary = json.loads(summary_file.read_text(encoding="utf-8"))
         sources = summary.get("config_sources") or [summary.get("config_file", "?")]
-        rows.append(f"| {name} | {' + '.join(f'`{_shown(s)}`' for s in sources)} |")
-    if not rows:
-        return ""
-    return "\n".join(["| exp dir | configs (in the order they apply) |", "|---|---|", *rows]) + "\n"
+        lines.append(f"- {name}: {' + '.join(f'`{_shown(s)}`' for s in sources)}")
+    return "\n".join(lines) + "\n" if lines else ""
