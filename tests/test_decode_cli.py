@@ -95,6 +95,7 @@ def test_load_model_for_inference_errors(setup):
         load_model_for_inference(setup["config"], [bad], num_accents=2)
 
 
+@pytest.mark.slow
 def test_decode_writes_one_hypothesis_per_utterance_and_rtf(setup):
     out = setup["root"] / "decode_out"
     cmd = [sys.executable, "-m", "hdmole.bin.decode", "--config", str(setup["config"]),

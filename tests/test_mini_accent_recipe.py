@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the whole recipe runs once for the module (minutes)
 RECIPE = Path(__file__).resolve().parent.parent / "egs" / "mini_accent"
 SYSTEMS = ["lora", "hdmole"]
 

@@ -6,6 +6,7 @@ missed the backward pass, so a passing run proves no mode leaves a parameter out
 
 import os
 
+import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -79,6 +80,7 @@ def _worker(rank: int, world: int, init_file: str, results_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_process_ddp_every_mode(tmp_path):
     mp.spawn(_worker, args=(2, str(tmp_path / "rendezvous"), str(tmp_path)), nprocs=2, join=True)
     for name, kwargs in MODES.items():

@@ -18,6 +18,8 @@ from speech_fixtures import make_corpus
 
 from hdmole.bin import compute_cmvn, compute_fbank, decode, report, routing_stats, score, train, train_tokenizer
 
+pytestmark = pytest.mark.slow  # the module's fixture trains every stage (minutes)
+
 MODEL = {
     "encoder": {"type": "conformer", "input_size": 80, "output_size": 32, "attention_heads": 2, "linear_units": 64,
                 "num_blocks": 1, "input_layer": "conv2d"},

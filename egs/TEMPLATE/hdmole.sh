@@ -6,8 +6,9 @@
 #   1 features   fbank for every set (dump/fbank/<set>), global CMVN on the source training set
 #   2 lm         sentencepiece tokenizer on the LM text, then text-only LLM pretraining (if conf/lm.yaml)
 #   3 base       source-domain LLM-ASR training (conf/base.yaml)
-#   4 router     stage 1 of HDMoLE: the global accent router alone (conf/router.yaml)
-#   5 adapt      stage 2: one exp dir per comparison system (conf/systems/<system>.yaml)
+#   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml)
+#   5 adapt      HDMoLE's adaptation: one exp dir per comparison system, conf/adapt.yaml composed with the
+#                system's method, the top-level conf/systems/<system>.yaml (docs/configs.md)
 #   6 decode     every system (and the base model) on every test set
 #   7 report     scoring, routing statistics, RESULTS.md with plots
 #
@@ -19,7 +20,7 @@ stage=1
 stop_stage=7
 nj=2                       # parallel jobs for features and decoding
 ngpu=0                     # >0: training runs with torchrun on that many GPUs
-systems=""                 # comparison systems (conf/systems/<name>.yaml) to train and decode
+systems=""                 # comparison systems to train and decode (python -m hdmole.bin.systems lists them)
 table_systems=""           # every system of the recipe, in table order: the report keeps those already
                            # decoded, so adding one system (--systems hdmole) does not shrink RESULTS.md
 source_train=train_std     # source-domain (standard) sets
@@ -31,7 +32,7 @@ accent_tests=""            # the target-domain test sets
 lm_text=data/lm_train.txt  # text for the tokenizer and the LM stage
 lm_dev_text=data/lm_dev.txt
 lm_lexicon=""              # a lexicon (char pron) for the LM stage's homophone noise (data.lm_prefix in lm.yaml)
-tokenizer_conf=""          # a tokenizer YAML mapping; empty: train a char sentencepiece model in stage 2
+tokenizer_conf=""          # a tokenizer YAML mapping; empty: train a char sentencepiece model in stage 2 (lm)
 conf_dir=conf
 data_dir=data
 dump_dir=dump
@@ -176,9 +177,9 @@ stage_router() {
 stage_adapt() {
   need "$exp_dir/base/best.pt" 3
   need "$exp_dir/router/best.pt" 4
+  [ -f "$conf_dir/adapt.yaml" ] || die "$conf_dir/adapt.yaml is missing: the recipe's adaptation settings (docs/configs.md)"
   local runs=() system k
   for system in $systems; do
-    need "$conf_dir/systems/$system.yaml" "(none: write the config)"
     for k in $(seq 1 "$seeds"); do runs+=("$system:$k"); done
   done
   parallel adapt_one "${runs[@]}"
@@ -187,10 +188,14 @@ stage_adapt() {
 adapt_one() {  # adapt_one <system>:<seed>
   local system=${1%%:*} k=${1##*:} dir=${1%%:*}
   [ "$k" -gt 1 ] && dir=${system}_seed$k
-  train "$conf_dir/systems/$system.yaml" "$exp_dir/$dir" --override "seed=$k" \
-    --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]" \
-    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev" \
-    >"$exp_dir/$dir.train.out" 2>&1 || { tail -5 "$exp_dir/$dir.train.out" >&2; return 1; }
+  local args=("$conf_dir/adapt.yaml" "$exp_dir/$dir" --override "system=$system" --override "seed=$k"
+    --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]"
+    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev")
+  if [ "$jobs" -le 1 ]; then train "${args[@]}"; return; fi
+  # side by side: the progress bars would interleave, so each job's console output goes to a file
+  mkdir -p "$exp_dir/$dir"
+  log "adapting $dir (console output: $exp_dir/$dir/console.log)"
+  train "${args[@]}" >"$exp_dir/$dir/console.log" 2>&1 || { tail -5 "$exp_dir/$dir/console.log" >&2; return 1; }
 }
 
 adapter_args() {  # the checkpoints to decode with: the base, then the system's own
@@ -259,14 +264,9 @@ stage_report() {
         done
       done
     done
-    if [ "$system" != base ] && python - "$exp_dir/$system/best.pt" <<'EOF'
-import sys, torch
-conf = torch.load(sys.argv[1], map_location="cpu", weights_only=False).get("adapter_config") or {}
-routed = conf.get("num_domains", 1) * conf.get("experts_per_domain", 1) > 1 or conf.get("source_domain") is not None
-sys.exit(0 if routed else 1)
-EOF
-    then
-      [ -f "$exp_dir/$system/routing_test_all.json" ] || python -m hdmole.bin.routing_stats \
+    # --if-routed: a system without a mixture of experts (full_ft, lora) is skipped with a message.
+    if [ "$system" != base ] && [ ! -f "$exp_dir/$system/routing_test_all.json" ]; then
+      python -m hdmole.bin.routing_stats --if-routed \
         --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
         --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
         --out "$exp_dir/$system/routing_test_all.json"

@@ -6,15 +6,15 @@
 #
 #   0 data     KeSpeech v1.0 + AISHELL-1 -> Kaldi data dirs with utt2accent (local/prepare_data.py)
 #   1-7        the shared stages of ../TEMPLATE/hdmole.sh: features (Whisper log-mel), lm (skipped: the
-#              LLM is pre-trained), base (projector on AISHELL-1), router, adapt (every system),
-#              decode, report
+#              LLM is pre-trained), base (projector on AISHELL-1), router pre-training, adaptation (every
+#              system of ../../conf/systems), decode, report
 #
 #   ./run.sh --stage 0 --stop-stage 0 --kespeech-root /data/KeSpeech --aishell-root /data/aishell
 #   ./run.sh --stage 1 --model small --ngpu 1
 #   ./run.sh --stage 3 --model large --ngpu 8
 set -euo pipefail
 cd "$(dirname "$0")"  # not readlink -f: a linked copy of the recipe keeps its own data/, dump/, exp/
-invocation="./run.sh $*"  # recorded in <exp>/run_commands.txt, quoted in RESULTS.md
+. ../TEMPLATE/recipe_common.sh  # the preamble every recipe shares: systems, invocation record, stages 1-7
 . ./path.sh
 . ./db.sh
 
@@ -27,8 +27,7 @@ aishell_root=$AISHELL
 model=large                 # large (whisper-large-v3 + Qwen2-7B) | small (whisper-small + Qwen2-0.5B)
 model_conf=""               # a model YAML; default conf/model_<model>.yaml
 num_mel_bins=""             # default: the encoder's (local/model_info.py)
-all_systems="full_ft lora mole_top1 mole_top2 mole_dense hdmole_no_global hdmole_no_threshold hdmole"
-systems=$all_systems
+systems=all                 # or a list: "lora hdmole" (python -m hdmole.bin.systems all lists them)
 std_test=test_aishell
 accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern test_Lan-Yin test_Jiang-Huai test_Ji-Lu test_Jiao-Liao"
 exp_dir=""                  # default exp/<model config name>
@@ -43,11 +42,8 @@ log() { echo "$(date '+%F %T') [run.sh] $*" >&2; }
 [ -n "$model_conf" ] || model_conf=conf/model_${model}.yaml
 [ -f "$model_conf" ] || { log "ERROR: model config $model_conf not found (--model large|small or --model-conf FILE)"; exit 1; }
 [ -n "$exp_dir" ] || exp_dir=exp/$(basename "$model_conf" .yaml)
-mkdir -p "$exp_dir"
-echo "$(date '+%F %T') $invocation" >>"$exp_dir/run_commands.txt"
-for s in $systems; do
-  [ -f "conf/systems/$s.yaml" ] || { log "ERROR: unknown system '$s': no conf/systems/$s.yaml"; exit 1; }
-done
+resolve_systems
+record_invocation "$exp_dir"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   log "stage 0: data dirs from $kespeech_root (KeSpeech) and $aishell_root (AISHELL-1)"
@@ -84,10 +80,8 @@ done
 
 decode_args=""
 [ "$ngpu" -gt 0 ] && decode_args="--device cuda"
-first=$stage; [ "$first" -ge 1 ] || first=1
 log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
-../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --ngpu "$ngpu" --nj "$nj" \
-  --systems "$systems" --table-systems "$all_systems" \
+run_shared_stages --ngpu "$ngpu" --nj "$nj" \
   --source-train train_aishell --source-dev dev_aishell \
   --target-train train_kespeech --target-dev dev_kespeech \
   --std-test "$std_test" --accent-tests "$accent_tests" \

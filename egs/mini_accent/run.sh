@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # egs/mini_accent: synthetic multi-accent Mandarin, end to end on a CPU (the project's default recipe).
 #   0 corpus (local/make_corpus.py)  1 features  2 tokenizer + text-only LM  3 base LLM-ASR (standard
-#   Mandarin)  4 accent router  5 adaptation, one exp dir per system  6 decoding  7 scoring + RESULTS.md
-# Stages 1-7 are egs/TEMPLATE/hdmole.sh, shared with every recipe.
+#   Mandarin)  4 router pre-training  5 adaptation, one exp dir per system  6 decoding  7 scoring + RESULTS.md
+# Stages 1-7 are egs/TEMPLATE/hdmole.sh, shared with every recipe; the systems are ../../conf/systems/.
 #   ./run.sh                              # everything
 #   ./run.sh --stage 5 --systems hdmole   # one more system after stage 4
 #   ./run.sh --fast true                  # a tiny corpus and model: the whole recipe in a few minutes
 set -euo pipefail
 cd "$(dirname "$(readlink -f "$0")")"
-invocation="./run.sh $*"  # recorded in <exp>/run_commands.txt, quoted in RESULTS.md
+. ../TEMPLATE/recipe_common.sh  # the preamble every recipe shares: systems, invocation record, stages 1-7
 
 stage=0
 stop_stage=7
 nj=2
-systems=all       # or a list: "lora hdmole"
+systems=all       # or a list: "lora hdmole" (python -m hdmole.bin.systems all lists them)
 fast=false        # tiny corpus + tiny model (tests, smoke runs); its outputs go to *_fast dirs
 beam=4            # decoding beam: 4 measured 6.6 CER points better than greedy on the base model
 data_dir=""       # default: data (fast: data_fast)
@@ -24,11 +24,7 @@ help_message="Usage: ./run.sh [options]   (see the header of this file and READM
 . utils/parse_options.sh
 utils/check_stage_range.sh "$stage" "$stop_stage" 7 || exit 1
 
-all_systems="full_ft lora mole_top1 mole_top2 mole_dense hdmole_no_global hdmole_no_threshold hdmole"
-[ "$systems" = all ] && systems=$all_systems
-for s in $systems; do
-  [ -f "conf/systems/$s.yaml" ] || { echo "run.sh: unknown system '$s' (conf/systems/$s.yaml); known: $all_systems" >&2; exit 1; }
-done
+resolve_systems
 
 corpus_conf=conf/corpus.yaml
 train_args=""
@@ -44,8 +40,7 @@ data_dir=${data_dir:-data$suffix}
 dump_dir=${dump_dir:-dump$suffix}
 exp_dir=${exp_dir:-exp$suffix}
 $fast && results_dir=$exp_dir
-mkdir -p "$exp_dir"
-echo "$(date '+%F %T') $invocation" >>"$exp_dir/run_commands.txt"
+record_invocation "$exp_dir"
 
 if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   start=$SECONDS
@@ -57,13 +52,9 @@ accents=$(grep -v '^Mandarin$' "$data_dir/accents.txt" 2>/dev/null || true)
 [ -n "$accents" ] || [ "$stop_stage" -lt 1 ] || { echo "run.sh: $data_dir/accents.txt is missing: run stage 0 first" >&2; exit 1; }
 accent_tests=$(for a in $accents; do printf 'test_%s ' "$a"; done)
 
-if [ "$stop_stage" -ge 1 ]; then
-  first=$(( stage > 1 ? stage : 1 ))
-  ../TEMPLATE/hdmole.sh --stage "$first" --stop-stage "$stop_stage" --nj "$nj" --systems "$systems" \
-    --table-systems "$all_systems" \
-    --source-train train_std --source-dev dev_std --target-train train_accent --target-dev dev_accent \
-    --std-test test_std --accent-tests "$accent_tests" \
-    --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" --lm-lexicon "$data_dir/lexicon.txt" \
-    --data-dir "$data_dir" --dump-dir "$dump_dir" --exp-dir "$exp_dir" --results-dir "$results_dir" \
-    --beam "$beam" --train-args "$train_args"
-fi
+run_shared_stages --nj "$nj" \
+  --source-train train_std --source-dev dev_std --target-train train_accent --target-dev dev_accent \
+  --std-test test_std --accent-tests "$accent_tests" \
+  --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" --lm-lexicon "$data_dir/lexicon.txt" \
+  --data-dir "$data_dir" --dump-dir "$dump_dir" --exp-dir "$exp_dir" --results-dir "$results_dir" \
+  --beam "$beam" --train-args "$train_args"

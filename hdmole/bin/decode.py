@@ -31,6 +31,9 @@ from pathlib import Path
 
 import yaml
 
+from hdmole.data.table import write_kaldi_table
+from hdmole.files import atomic_write_text
+
 log = logging.getLogger("hdmole.decode")
 FRAME_SECONDS = 0.01
 
@@ -135,12 +138,6 @@ def decode_shard(job: dict) -> dict:
             hyps[utt], refs[utt] = " ".join(hyp.split()), ref
         frames += int(batch["feat_lens"].sum())
     return {"hyps": hyps, "refs": refs, "frames": frames, "seconds": time.perf_counter() - start}
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 # ------------------------------------------------------------------ what produced an output
@@ -267,7 +264,7 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
     audio_seconds = frames * FRAME_SECONDS
     for utt in sorted(hyps):
         log.info("%s ref=%s hyp=%s", utt, refs[utt], hyps[utt])
-    _write_atomic(out / "text", "".join(f"{utt} {hyps[utt]}".rstrip() + "\n" for utt in sorted(hyps)))
+    write_kaldi_table(out / "text", hyps.items())
     stats = {
         "rtf": decode_seconds / max(audio_seconds, 1e-9),
         "cpu_rtf": sum(r["seconds"] for r in results) / max(audio_seconds, 1e-9),
@@ -276,9 +273,9 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
         "ngram": args.ngram or "none", "ngram_weight": args.ngram_weight if args.ngram else 0.0,
         "device": args.device,
     }
-    _write_atomic(out / "rtf", "".join(f"{k} {v:.4f}\n" if isinstance(v, float) else f"{k} {v}\n"
+    atomic_write_text(out / "rtf", "".join(f"{k} {v:.4f}\n" if isinstance(v, float) else f"{k} {v}\n"
                                        for k, v in stats.items()))
-    _write_atomic(out / RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")  # last: marks it finished
+    atomic_write_text(out / RECORD, json.dumps(record, indent=1, sort_keys=True) + "\n")  # last: marks it finished
     log.info("decoded %d utterances (%.1f s of audio) in %.1f s: RTF %.4f (beam %d, nj %d); wrote %s/text",
              len(hyps), audio_seconds, decode_seconds, stats["rtf"], args.beam, args.nj, out)
 

@@ -7,6 +7,10 @@ For each system ``<exp-dir>/<system>/`` is read: ``train_summary.json`` (trainab
 size of full fine-tuning of the adapted module, training time), ``decode_<set>/cer.json`` (CER per
 test set, from hdmole.bin.score), ``routing_<set>.json`` (from hdmole.bin.routing_stats) and
 ``train_log.jsonl``. PNGs go next to the output file (``--plots-dir`` to change).
+
+The header says where the results came from (hdmole.report.provenance): the git commit of the code and
+whether it had uncommitted changes, the machine, the recipe commands, and the config files of every
+trained exp dir (from its ``train_summary.json``).
 """
 
 from __future__ import annotations
@@ -15,25 +19,9 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import shlex
 import sys
 from pathlib import Path
-
-
-def machine_description() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
-    return f"{os.cpu_count()} cores ({cpu}), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
 def _run_commands(path: Path | None) -> list[str]:
@@ -80,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
     args = parser.parse_args(argv)
 
+    from hdmole.files import atomic_write_text
+    from hdmole.report.provenance import config_list, git_state, machine_description
     from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
     from hdmole.report.sections import (correspondence_section, decoding_description, identical_to_base,
                                         interval_section, router_section)
@@ -117,11 +107,15 @@ def main(argv: list[str] | None = None) -> int:
             figures.append((f"{s}: threshold and active experts per layer over training", f"thresholds_{s}.png"))
 
     command = " ".join(shlex.quote(a) for a in ["python", "-m", "hdmole.bin.report", *(argv if argv is not None else sys.argv[1:])])
+    configs = config_list(args.exp_dir, args.systems)
     parts = [
         f"# {args.title}\n",
         f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_description()}.\n",
+        f"Code: {git_state()}.\n",
         *_run_commands(args.run_commands),
         f"Report command: `{command}`\n",
+        *(["Configs of each exp dir, in the order they apply (paths from the repository root; the exp dir keeps "
+           "the resolved `config.yaml`, and the command-line overrides in `cmd`):\n", configs] if configs else []),
     ]
     if args.router_dir is not None:
         router_sets = sorted(p.stem.removeprefix("router_") for p in args.router_dir.glob("router_*.json"))
@@ -169,9 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         rel = os.path.relpath(plots_dir, args.out.parent)
         for caption, name in figures:
             parts.append(f"{caption}:\n\n![{caption}]({name if rel == '.' else rel + '/' + name})\n")
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(args.out)
+    atomic_write_text(args.out, "\n".join(parts))
     print(f"hdmole.bin.report: wrote {args.out} ({len(rows)} systems, {len(figures)} figures)")
     return 0
 

@@ -9,6 +9,10 @@ are routed) with hdmole.nn.RoutingStatsRecorder, labelling each utterance with i
 has, per HDMoLE layer: the mean number of active experts per token, the threshold, and the mean
 routing weight per expert, in total and per accent (``by_domain``), plus ``_accents`` (their order).
 Padding frames of a batch are counted like speech frames; length-bucketed batches keep them few.
+
+A system without a mixture of experts (full fine-tuning, a single LoRA) routes nothing: an error (exit
+status 1), or with ``--if-routed`` a message and exit status 0, decided from the last checkpoint alone
+before any model is built (what a recipe looping over every system wants).
 """
 
 from __future__ import annotations
@@ -20,6 +24,19 @@ from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+
+def has_experts(checkpoint: str | Path) -> bool:
+    """Whether an adapter checkpoint routes: more than one expert per layer, or a source-preserving path
+    (read from its adapter_config)."""
+    from hdmole.models.checkpoint import adapter_spec, read_checkpoint
+    from hdmole.nn import HDMoLEConfig
+
+    spec = adapter_spec(read_checkpoint(checkpoint))
+    if spec is None:
+        return False
+    config = HDMoLEConfig.from_dict(spec[0], source=str(checkpoint))
+    return config.num_experts > 1 or config.source_domain is not None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,9 +51,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=20000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--if-routed", action="store_true",
+                        help="when the last checkpoint has no mixture of experts, say so and exit 0 (default: exit 1)")
     args = parser.parse_args(argv)
 
+    if args.if_routed and not has_experts(args.checkpoint[-1]):
+        print(f"hdmole.bin.routing_stats: {args.checkpoint[-1]} has no mixture of experts (full fine-tuning, a "
+              "single LoRA or the base model): nothing to route, no statistics written")
+        return 0
+
     from hdmole.data import AccentList, build_dataloader
+    from hdmole.files import atomic_write_text
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
     from hdmole.nn import RoutingStatsRecorder
 
@@ -61,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = recorder.summary()
     stats["_accents"] = list(accents.names)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    tmp.write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(args.out)
+    atomic_write_text(args.out, json.dumps(stats, indent=1, ensure_ascii=False) + "\n")
     print(f"hdmole.bin.routing_stats: wrote {args.out}")
     return 0
 

@@ -34,6 +34,7 @@ import jiwer
 
 from hdmole.data.accents import AccentList
 from hdmole.data.errors import DataError
+from hdmole.files import atomic_write_text
 from hdmole.logs import log_failure, setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
@@ -195,10 +196,8 @@ def write_outputs(out: Path, summary: dict, per_utt: list[UttScore]) -> None:
                 # machine-readable per-utterance errors, for paired bootstrap intervals (hdmole.report.stats)
                 "utt_errors": "".join(f"{s.utt_id} {s.counts.errors} {s.counts.ref_chars}\n" for s in per_utt)}
     out.mkdir(parents=True, exist_ok=True)
-    for name, text in contents.items():
-        (out / f"{name}.tmp").write_text(text, encoding="utf-8")
-    for name in contents:
-        (out / f"{name}.tmp").replace(out / name)
+    for name, text in contents.items():  # cer.json last but one: the report reads it as "scored"
+        atomic_write_text(out / name, text)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """Train one stage of one system: ``python -m hdmole.bin.train --config conf/x.yaml --exp-dir exp/x``.
 
 Modes (the config's ``mode``): ``lm`` text-only LLM pretraining, ``base`` source-domain ASR,
-``router`` stage-1 accent router, ``adapt`` stage-2 adaptation (``adapter.system``: full_ft | lora |
+``router`` router pre-training (the global accent router), ``adapt`` adaptation (``adapter.system``: full_ft | lora |
 mole | hdmole). The exp dir receives ``config.yaml`` (resolved), ``cmd`` (the exact command),
 ``train.log``, ``train_log.jsonl``, checkpoints and ``train_summary.json``. A killed run started again
 with the same command resumes from its last checkpoint; a finished one is skipped. An exp dir is the

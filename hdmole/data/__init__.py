@@ -10,7 +10,7 @@ from hdmole.data.cmvn import GlobalCMVN
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
 from hdmole.data.fbank import FbankConfig, compute_fbank
-from hdmole.data.table import KaldiTable, read_kaldi_table
+from hdmole.data.table import KaldiTable, read_kaldi_table, write_kaldi_table
 
 _LAZY = {
     "ASRDataset": "hdmole.data.dataset",
@@ -22,7 +22,7 @@ _LAZY = {
 
 __all__ = [
     "AccentList", "DataDir", "DataError", "FbankConfig", "GlobalCMVN", "KaldiTable",
-    "compute_fbank", "read_kaldi_table", "read_wav", *_LAZY,
+    "compute_fbank", "read_kaldi_table", "read_wav", "write_kaldi_table", *_LAZY,
 ]
 
 

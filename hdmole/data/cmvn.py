@@ -10,6 +10,7 @@ from typing import Iterable
 import numpy as np
 
 from hdmole.data.errors import DataError
+from hdmole.files import atomic_write_text
 
 
 class GlobalCMVN:
@@ -52,13 +53,9 @@ class GlobalCMVN:
 
     def save(self, path: str | Path) -> None:
         """Write JSON `{"dim", "count", "mean": [...], "std": [...]}` (atomically: temp file then rename)."""
-        path = Path(path)
-        temp = path.with_name(path.name + ".tmp")
-        temp.write_text(
-            json.dumps({"dim": self.dim, "count": self.count, "mean": self.mean.tolist(), "std": self.std.tolist()}, indent=1),
-            encoding="utf-8",
+        atomic_write_text(
+            path, json.dumps({"dim": self.dim, "count": self.count, "mean": self.mean.tolist(), "std": self.std.tolist()}, indent=1)
         )
-        temp.replace(path)
 
     @classmethod
     def load(cls, path: str | Path) -> "GlobalCMVN":

@@ -1,6 +1,6 @@
 """A Kaldi data dir: `wav.scp text utt2spk utt2accent` (+ `spk2utt`, `feats.scp`, `utt2num_frames`).
 
-Conventions (DESIGN.md section 5): every file sorted with LC_ALL=C, unique ids, the same utterance ids in
+Conventions (docs/data_dirs.md): every file sorted with LC_ALL=C, unique ids, the same utterance ids in
 every per-utterance file, utterance ids that start with their speaker id. `DataDir.load` checks all of it
 and stops at the first problem with a DataError naming the file, the line and the fix.
 """

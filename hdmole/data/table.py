@@ -1,4 +1,4 @@
-"""Reading Kaldi "table" text files (`<key> <value>` per line): wav.scp, text, utt2spk, utt2accent, ...
+"""Reading and writing Kaldi "table" text files (`<key> <value>` per line): wav.scp, text, utt2spk, utt2accent, ...
 
 Kaldi's own tools want these files sorted by key in byte order (LC_ALL=C) with unique keys; a file that is
 not breaks `join`-style merges silently in shell scripts, so we check it here and say how to fix it.
@@ -6,10 +6,12 @@ not breaks `join`-style merges silently in shell scripts, so we check it here an
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from hdmole.data.errors import DataError, where
+from hdmole.files import atomic_write_text
 
 SORT_FIX = "sort it with `LC_ALL=C sort -k1,1 -u` (or run utils/fix_data_dir.sh)"
 
@@ -113,3 +115,21 @@ def read_kaldi_table(
             table.line_numbers[key] = line_number
             previous_key = key
     return table
+
+
+def write_kaldi_table(path: str | Path, rows: Iterable[tuple[str, str]]) -> None:
+    """Write `<key> <value>` lines sorted by key in LC_ALL=C byte order (what `read_kaldi_table`, Kaldi's
+    tools and utils/validate_data_dir.sh want), atomically. A key that is empty or holds whitespace, a
+    value with a line break, or a duplicate key is a DataError naming the file: the table could not be
+    read back as written."""
+    path = Path(path)
+    rows = sorted(rows, key=lambda row: byte_order_key(row[0]))
+    for (key, value), previous in zip(rows, [None, *rows]):
+        if not key or any(ch.isspace() for ch in key):
+            raise DataError(f"{path}: key {key!r} is empty or contains whitespace; ids are single tokens")
+        if "\n" in value or "\r" in value:
+            raise DataError(f"{path}: the value of {key!r} contains a line break; a table holds one line per key")
+        if previous is not None and previous[0] == key:
+            raise DataError(f"{path}: key {key!r} occurs twice; a table holds one line per key")
+    # An empty value (an empty hypothesis) is the key alone, as Kaldi writes it: no trailing space.
+    atomic_write_text(path, "".join((f"{key} {value}" if value else key) + "\n" for key, value in rows))

@@ -20,11 +20,7 @@ from torch import nn
 
 from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
 from hdmole.models.llm_asr import LLMASR, build_model
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (unreadable, truncated, not hdmole's, or not matching the model or
-    config it is used with): the message names the file and what to do."""
+from hdmole.models.state import CheckpointError, load_partial_state
 
 
 # What to do about an unreadable checkpoint depends on what it was meant to be.
@@ -93,17 +89,11 @@ def _needs_router(model: LLMASR) -> bool:
 
 
 def _load_into(model: nn.Module, state: dict, path) -> set[str]:
-    result = model.load_state_dict(state, strict=False)
-    if any("hdmole_" in key for key in result.unexpected_keys):
-        raise CheckpointError(
-            f"checkpoint {path} holds HDMoLE adapter tensors (e.g. {result.unexpected_keys[:2]}) but no "
-            "'adapter_config' and 'target_modules' saying how to inject them; re-save it with both"
-        )
-    if result.unexpected_keys:
-        raise CheckpointError(
-            f"checkpoint {path} holds tensors this model does not have, e.g. {result.unexpected_keys[:3]}: "
-            "is it from another model config, or an adapter checkpoint whose base was not given first?"
-        )
+    load_partial_state(
+        model, state, f"checkpoint {path}",
+        fix="is it from another model config, or an adapter checkpoint whose base was not given first?",
+        adapter_fix="but no 'adapter_config' and 'target_modules' saying how to inject them; re-save it with both",
+    )
     return set(state)
 
 
@@ -210,4 +200,5 @@ def load_model_for_inference(
     return model.to(device).eval()
 
 
-__all__ = ["CheckpointError", "read_checkpoint", "check_checkpoints_match_config", "adapter_spec", "read_inference_config", "load_model_for_inference", "pretrained_parts"]
+__all__ = ["CheckpointError", "read_checkpoint", "check_checkpoints_match_config", "adapter_spec", "read_inference_config",
+           "load_model_for_inference", "pretrained_parts"]

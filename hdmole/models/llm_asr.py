@@ -1,4 +1,4 @@
-"""The LLM-based ASR model: speech encoder -> projector -> decoder-only LLM (DESIGN.md section 3)."""
+"""The LLM-based ASR model: speech encoder -> projector -> decoder-only LLM (docs/model.md)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from hdmole.models.config_utils import check_keys
-from hdmole.models.encoder import SpeechEncoder, build_encoder
+from hdmole.models.encoder import WHISPER_KEYS, SpeechEncoder, build_encoder
 from hdmole.models.inputs import IGNORE_ID, assemble_prefix, assemble_training_inputs
-from hdmole.models.llm import build_llm
+from hdmole.models.llm import LLM_KEYS, build_llm
 from hdmole.models.projector import Projector
 
 MODEL_KEYS = {
@@ -23,6 +23,7 @@ PROJECTOR_KEYS = {"stack", "hidden", "tail"}
 # head hears (greedy), see LLMASR.route_logits.
 ROUTER_INPUTS = ("encoder", "ctc", "ctc_ngrams")
 MAX_NGRAM_FEATURES = 1_000_000  # unit bigrams: V^2 features, fine for a few hundred units, not for 150k tokens
+ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input"}  # GlobalRouter's + input
 DEFAULT_PROMPT = "转写："
 
 
@@ -279,23 +280,42 @@ def _llm_conf_for_tokenizer(llm_conf: dict, tokenizer) -> dict:
     return llm_conf
 
 
+def check_model_conf(conf: dict) -> None:
+    """The checks of ``build_model`` that need nothing built: every key known, the required parts
+    present, each part's keys (except the ESPnet Conformer's, checked against its signature when built).
+    Training configs run it at load time, before any weights are loaded."""
+    check_keys(conf, MODEL_KEYS, "model config")
+    for key in ("encoder", "llm"):
+        if key not in conf:
+            raise ValueError(f"model config: missing required key {key!r}")
+    check_keys(conf.get("projector") or {}, PROJECTOR_KEYS, "model config: projector")
+    check_keys(conf["llm"], LLM_KEYS, "llm")
+    if ("name_or_path" in conf["llm"]) == ("config" in conf["llm"]):
+        raise ValueError("llm needs exactly one of 'name_or_path' (hub id or local dir) or 'config' (with 'type')")
+    encoder = conf["encoder"]
+    if not isinstance(encoder, dict):
+        raise ValueError(f"model config: encoder must be a mapping, got {type(encoder).__name__}")
+    if encoder.get("type") not in ("conformer", "whisper"):
+        raise ValueError(f"encoder 'type' must be 'conformer' or 'whisper', got {encoder.get('type')!r}")
+    if encoder["type"] == "whisper":
+        check_keys(encoder, WHISPER_KEYS, "encoder (type: whisper)")
+    if conf.get("global_router") is not None:
+        check_keys(conf["global_router"], ROUTER_KEYS, "model config: global_router")
+
+
 def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR:
     """Build an ``LLMASR`` from a YAML-style dict (see docs/model.md for every key).
 
     ``num_accents`` (D, the number of lines of accents.txt) is needed when ``global_router`` is set, unless
     the router config gives ``num_domains``.
     """
-    check_keys(conf, MODEL_KEYS, "model config")
-    for key in ("encoder", "llm"):
-        if key not in conf:
-            raise ValueError(f"model config: missing required key {key!r}")
+    check_model_conf(conf)
     encoder = build_encoder(conf["encoder"])
     llm = build_llm(_llm_conf_for_tokenizer(conf["llm"], tokenizer))
     if llm.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
         raise ValueError(f"the LLM's embedding table ({llm.get_input_embeddings().num_embeddings}) is smaller "
                          f"than the tokenizer's vocabulary ({tokenizer.vocab_size})")
     proj_conf = dict(conf.get("projector") or {})
-    check_keys(proj_conf, PROJECTOR_KEYS, "model config: projector")
     projector = Projector(encoder.output_size, llm.get_input_embeddings().embedding_dim,
                           stack=proj_conf.get("stack", 2), hidden=proj_conf.get("hidden", 2048),
                           tail=proj_conf.get("tail", "pad"))

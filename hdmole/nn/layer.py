@@ -28,7 +28,7 @@ class HDMoLELinear(nn.Module):
       hdmole_lora_B [d_out, E, r] (zeros, so the wrapped layer starts equal to the base layer)
       hdmole_router.weight [E, d_in]  (token-level local router; routing in {hierarchical, local})
       hdmole_threshold_logit []       (tau = sigmoid(logit); gating == threshold)
-    The experts are evaluated stacked: two matmuls whatever E is (DESIGN.md section 2, efficiency rule).
+    The experts are evaluated stacked: two matmuls whatever E is (docs/method.md section 2, Efficiency).
     """
 
     def __init__(self, base: nn.Linear, config: HDMoLEConfig, name: str = "") -> None:

@@ -1,4 +1,4 @@
-"""The comparison table of DESIGN.md section 2, gathered from scored experiment dirs.
+"""The comparison table of docs/method.md section 6, gathered from scored experiment dirs.
 
 An experiment dir ``<exp>/<system>/`` contributes ``train_summary.json`` (written by hdmole.bin.train)
 and ``decode_<set>/cer.json`` (written by hdmole.bin.score) for each test set.

@@ -131,21 +131,31 @@ class UnitTokenizer:
         return " ".join(self.units[int(i)] for i in ids)
 
 
-def build_tokenizer(conf: dict) -> Tokenizer:
-    """Build a tokenizer from `{"type": "sentencepiece", "model": path}` or `{"type": "hf", "name_or_path": ...}`."""
-    allowed = {"sentencepiece": {"type", "model"}, "hf": {"type", "name_or_path"}, "units": {"type", "list"}}
+TOKENIZER_KEYS = {"sentencepiece": {"type", "model"}, "hf": {"type", "name_or_path"}, "units": {"type", "list"}}
+
+
+def check_tokenizer_conf(conf: dict) -> None:
+    """The keys of a tokenizer config, checked without loading anything (a ValueError naming them)."""
+    if not isinstance(conf, dict):
+        raise ValueError(f"tokenizer config must be a mapping, got {conf!r}")
     kind = conf.get("type")
-    if kind not in allowed:
-        raise ValueError(f"tokenizer config {conf!r}: 'type' must be one of {sorted(allowed)}")
-    unknown = set(conf) - allowed[kind]
-    missing = allowed[kind] - set(conf)
+    if kind not in TOKENIZER_KEYS:
+        raise ValueError(f"tokenizer config {conf!r}: 'type' must be one of {sorted(TOKENIZER_KEYS)}")
+    unknown = set(conf) - TOKENIZER_KEYS[kind]
+    missing = TOKENIZER_KEYS[kind] - set(conf)
     if unknown or missing:
         raise ValueError(
             f"tokenizer config {conf!r}: "
             + (f"unknown keys {sorted(unknown)} " if unknown else "")
             + (f"missing keys {sorted(missing)} " if missing else "")
-            + f"(a {kind!r} tokenizer takes exactly {sorted(allowed[kind])})"
+            + f"(a {kind!r} tokenizer takes exactly {sorted(TOKENIZER_KEYS[kind])})"
         )
+
+
+def build_tokenizer(conf: dict) -> Tokenizer:
+    """Build a tokenizer from `{"type": "sentencepiece", "model": path}` or `{"type": "hf", "name_or_path": ...}`."""
+    check_tokenizer_conf(conf)
+    kind = conf["type"]
     if kind == "sentencepiece":
         return SentencePieceTokenizer(conf["model"])
     if kind == "units":

@@ -15,17 +15,15 @@ from pathlib import Path
 
 import torch
 
-from hdmole.models.checkpoint import read_checkpoint
+from hdmole.files import atomic_output
 
 _CKPT = re.compile(r"^ckpt-(\d+)\.pt$")
 
 
 def atomic_save(obj, path: str | os.PathLike) -> None:
     """Saves so that a kill at any moment leaves either the old file or the new one, never half."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    with atomic_output(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def list_checkpoints(exp_dir: str | os.PathLike) -> list[tuple[int, Path]]:
@@ -60,10 +58,5 @@ def inference_part(state: dict) -> dict:
     return {k: v for k, v in state.items() if k not in ("optimizer", "scheduler", "rng")}
 
 
+
 RESUME_FIX = "delete it and resume from an older ckpt-*.pt (or start again in a fresh exp dir)"
-
-
-def load_state(path: str | os.PathLike, fix: str = RESUME_FIX) -> dict:
-    """A checkpoint to resume from (or, with another ``fix``, to initialise from); an unreadable one is a
-    CheckpointError naming the file and ending with ``fix``."""
-    return read_checkpoint(path, fix=fix)

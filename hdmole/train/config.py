@@ -1,5 +1,7 @@
-"""Training configs: one YAML file per system, checked against dataclasses so that a misspelt key
-is an error that names it (and the valid keys) instead of a silently ignored setting.
+"""Training configs, checked against dataclasses so that a misspelt key is an error that names it (and the
+valid keys) instead of a silently ignored setting. Every section is checked when the config is loaded,
+before anything is built: ``adapter.config`` as an ``HDMoLEConfig``, the model, tokenizer and SpecAugment
+keys (docs/configs.md).
 
 A config looks like (every key optional except ``mode`` and ``model``)::
 
@@ -12,6 +14,14 @@ A config looks like (every key optional except ``mode`` and ``model``)::
     adapter: {system: hdmole, target_modules: [projector.linear1, projector.linear2], config: {...}}
     optim: {lr: 1.0e-3, max_steps: 1000, warmup_steps: 100, ...}
     checkpoint: {every_steps: 200, keep_last: 2}
+
+An adaptation config may instead name a comparison system and leave its method to the shared definition
+(``hdmole.train.systems``), with sizes per adapter kind::
+
+    system: hdmole                  # or --override system=hdmole: conf/systems/hdmole.yaml is merged in
+    adapter_defaults:               # adapter.config keys the system leaves out, by adapter kind
+      mixture: {rank: 3, alpha: 6}  # mole, hdmole: each expert
+      lora: {rank: 15, alpha: 30}   # the single LoRA
 """
 
 from __future__ import annotations
@@ -21,14 +31,23 @@ import os
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
 import yaml
 
+from hdmole.data import AccentList, DataError
+from hdmole.data.specaug import SpecAugment
 from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
+from hdmole.models.llm_asr import check_model_conf
+from hdmole.nn import HDMoLEConfig
+from hdmole.text.tokenizer import check_tokenizer_conf
+from hdmole.train.systems import UnknownSystemError, system_files
 
 MODES = ("lm", "base", "router", "adapt")
 SYSTEMS = ("full_ft", "lora", "mole", "hdmole")
+# adapter_defaults: which entry fills the adapter.config of each adapter kind (full_ft has none).
+DEFAULTS_FOR = {"mole": "mixture", "hdmole": "mixture", "lora": "lora"}
 
 
 class ConfigError(ValueError):
@@ -88,7 +107,7 @@ class AdapterConfig:
     system: str = "hdmole"           # full_ft | lora | mole | hdmole
     target_modules: list[str] = field(default_factory=lambda: ["projector.linear1", "projector.linear2"])
     config: dict = field(default_factory=dict)  # hdmole.nn.HDMoLEConfig fields
-    train_global_router: bool = True  # stage 2 fine-tunes the global router too (freezable)
+    train_global_router: bool = True  # adaptation fine-tunes the global router too (freezable)
 
 
 @dataclass
@@ -99,7 +118,7 @@ class TrainConfig:
     init: list[str] = field(default_factory=list)
     data: DataConfig = field(default_factory=DataConfig)
     trainable: list[str] = field(default_factory=list)
-    adapter: AdapterConfig | None = None
+    adapter: AdapterConfig | None = None  # adapt mode; ``system: <name>`` fills it from conf/systems/
     optim: OptimConfig = field(default_factory=OptimConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     seed: int = 0
@@ -107,6 +126,9 @@ class TrainConfig:
     accent_weight: float | None = None  # overrides the model's L_accent weight (adapt: lambda_aid)
     device: str = "auto"             # auto | cpu | cuda
     dtype: str = "float32"           # float32 | bfloat16 (autocast on GPU)
+    # The files this config was composed from (set by load_train_config): provenance for train_summary.json
+    # and RESULTS.md. A class variable, not a field, so the resolved config.yaml does not change with it.
+    sources: ClassVar[tuple[str, ...]] = ()
 
     def validate(self, source: str) -> None:
         if self.mode not in MODES:
@@ -119,12 +141,16 @@ class TrainConfig:
             raise ConfigError(f"{source}: data.accents (the accents.txt of the corpus) is missing")
         if self.mode == "adapt":
             if self.adapter is None:
-                raise ConfigError(f"{source}: mode 'adapt' needs an 'adapter' section (system: {'|'.join(SYSTEMS)})")
+                raise ConfigError(f"{source}: mode 'adapt' needs an 'adapter' section (system: {'|'.join(SYSTEMS)}), "
+                                  "or a comparison system (system: <name> or --override system=<name>)")
             if self.adapter.system not in SYSTEMS:
                 raise ConfigError(f"{source}: adapter.system must be one of {', '.join(SYSTEMS)}, "
                                   f"not {self.adapter.system!r}")
             if self.adapter.system == "full_ft" and not self.trainable:
                 raise ConfigError(f"{source}: adapter.system full_ft needs 'trainable' (e.g. [projector])")
+            if self.adapter.system == "full_ft" and self.adapter.config:
+                raise ConfigError(f"{source}: adapter.system full_ft trains 'trainable' itself and injects nothing; "
+                                  "remove adapter.config")
         if self.mode == "base" and not self.trainable:
             raise ConfigError(f"{source}: mode 'base' needs 'trainable' (e.g. [encoder, projector, ctc])")
         if self.data.lm_prefix is not None:
@@ -236,24 +262,139 @@ def set_by_path(d: dict, dotted: str, value: Any) -> None:
     d[keys[-1]] = value
 
 
-def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[TrainConfig, dict]:
-    """Reads a training YAML (+ ``key.sub=value`` overrides), returns the checked config and the
-    resolved plain dict (model YAML inlined) that the experiment dir keeps."""
-    try:
-        raw = load_yaml_mapping(path)
-    except (OSError, ValueError) as e:
-        raise ConfigError(str(e)) from None
+def _parse_overrides(overrides: list[str]) -> list[tuple[str, Any]]:
     parsed = []
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} must look like key.sub=value")
         key, value = item.split("=", 1)
         parsed.append((key, yaml.safe_load(value)))
+    return parsed
+
+
+def _read(path: str | os.PathLike) -> dict:
+    try:
+        return load_yaml_mapping(path)
+    except (OSError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merged key by key, anything else replaced."""
+    merged = dict(base)
+    for key, value in over.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def _compose_system(raw: dict, name: Any, path: str | os.PathLike) -> tuple[dict, list[str]]:
+    """``raw`` (a recipe's adaptation config) with the files defining system ``name`` merged on top;
+    each file is checked on its own first, so an error names the file that has the bad key."""
+    try:
+        files = system_files(str(name), Path(path).parent)
+    except UnknownSystemError as e:
+        raise ConfigError(f"{path}: system: {e}") from None
+    for file in files:
+        layer = _read(file)
+        _build(TrainConfig, layer, "", str(file))
+        raw = _merge(raw, layer)
+    return raw, [str(file) for file in files]
+
+
+def _apply_adapter_defaults(raw: dict, source: str) -> None:
+    """Fills ``adapter.config`` with the ``adapter_defaults`` entry of its adapter kind (the keys it does
+    not set itself); the defaults' keys come first, as a hand-written config lists the sizes first."""
+    defaults = raw.pop("adapter_defaults", None)
+    if defaults is None:
+        return
+    valid = sorted(set(DEFAULTS_FOR.values()))
+    if not isinstance(defaults, dict) or set(defaults) - set(valid):
+        raise ConfigError(f"{source}: adapter_defaults must map {' and '.join(valid)} to adapter.config keys, "
+                          f"got {defaults!r}")
+    fields = set(HDMoLEConfig.field_names())
+    for group, values in defaults.items():
+        unknown = sorted(set(values) - fields) if isinstance(values, dict) else ["(not a mapping)"]
+        if unknown:
+            raise ConfigError(f"{source}: adapter_defaults.{group}: unknown key {unknown[0]}; "
+                              f"valid keys: {', '.join(sorted(fields))}")
+    adapter = raw.get("adapter")
+    config = adapter.get("config") or {} if isinstance(adapter, dict) else None
+    if not isinstance(config, dict):
+        return  # no adapter section (validate() says so) or a malformed one (the adapter check says so)
+    group = DEFAULTS_FOR.get(adapter.get("system", AdapterConfig.system))
+    if group in defaults:
+        adapter["config"] = {**defaults[group], **config}
+
+
+def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | None:
+    """The HDMoLE config of an adapt-mode system; None for full fine-tuning."""
+    adapter = config.adapter
+    if adapter is None or adapter.system == "full_ft":
+        return None
+    if not isinstance(adapter.config or {}, dict):
+        raise ConfigError(f"adapter.config must be a mapping of HDMoLEConfig fields, got {adapter.config!r}")
+    conf = dict(adapter.config or {})
+    if adapter.system == "lora":
+        # A single LoRA: one expert, nothing to route. Its rank is given so that its size matches HDMoLE's.
+        for key, value in (("num_domains", 1), ("experts_per_domain", 1), ("routing", "none"), ("gating", "dense")):
+            if conf.setdefault(key, value) != value:
+                raise ConfigError(f"adapter.system lora is a single expert: adapter.config.{key} must be {value!r}")
+    else:
+        conf.setdefault("num_domains", num_accents)
+        if adapter.system == "mole":
+            conf.setdefault("routing", "local")
+    try:
+        return HDMoLEConfig.from_dict(conf, source="adapter.config")
+    except (TypeError, ValueError) as e:
+        raise ConfigError(str(e)) from None
+
+
+def check_sections(config: TrainConfig, source: str) -> None:
+    """The checks that building would do later, done now: a bad ``adapter.config`` fails before an LLM
+    of several GB is loaded, not after. (The ESPnet Conformer's own arguments are checked when it is
+    built: listing them needs espnet imported.)"""
+    checks = [("model", lambda: check_model_conf(config.model)),
+              ("data.specaug", lambda: SpecAugment.from_config(config.data.specaug))]
+    if config.tokenizer:  # the template always passes one; a hand-run config may leave it to an override
+        checks.append(("tokenizer", lambda: check_tokenizer_conf(config.tokenizer)))
+    for where, check in checks:
+        try:
+            check()
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{source}: {where}: {e}") from None
+    if config.mode == "adapt" and config.adapter.system != "full_ft":
+        try:
+            num_accents = len(AccentList.load(config.data.accents))
+        except DataError as e:
+            raise ConfigError(f"{source}: data.accents: {e}") from None
+        try:
+            adapter_config_for(config, num_accents)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+
+
+def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tuple[TrainConfig, dict]:
+    """Reads a training YAML (+ ``key.sub=value`` overrides), returns the checked config and the
+    resolved plain dict (model YAML inlined) that the experiment dir keeps.
+
+    Order: the file; the system's files (``system``); the overrides; ``adapter_defaults``; the model
+    YAML inlined; ``model.*`` overrides. ``config.sources`` lists the files, for provenance."""
+    raw = _read(path)
+    parsed = _parse_overrides(overrides)
+    system = raw.pop("system", None)
+    for key, value in parsed:
+        if key == "system":
+            system = value
+    sources = [str(path)]
+    if system is not None:
+        raw, files = _compose_system(raw, system, path)
+        sources += files
     # Overrides inside the model config apply after the model YAML is inlined (a `model=...` override
     # may itself name another model YAML).
     for key, value in parsed:
-        if not key.startswith("model."):
+        if key != "system" and not key.startswith("model."):
             set_by_path(raw, key, value)
+    _apply_adapter_defaults(raw, str(path))
     try:
         raw["model"] = resolve_model_conf(raw.get("model"), path)
     except (OSError, ValueError) as e:
@@ -265,4 +406,6 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
         raw["init"] = [raw["init"]]
     config = _build(TrainConfig, raw, "", str(path))
     config.validate(str(path))
+    check_sections(config, str(path))
+    config.sources = tuple(str(Path(source).resolve()) for source in sources)
     return config, dataclasses.asdict(config)

@@ -1,6 +1,6 @@
 """Caching the frozen encoder's outputs for the router and adapt stages.
 
-From stage 1 on the speech encoder is frozen (and in eval mode, no SpecAugment), so its output for an
+From router pre-training on, the speech encoder is frozen (and in eval mode, no SpecAugment), so its output for an
 utterance never changes: running it once per utterance instead of once per step made adaptation
 steps about 4x cheaper in a prototype on this project's 2-core machine. The cache lives in memory
 (the mini corpus' encoder outputs are a few hundred MB at most); on a GPU with a large encoder, turn it

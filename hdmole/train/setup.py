@@ -3,8 +3,9 @@
 - ``lm``: the LLM alone on text; checkpoints hold the full model.
 - ``base``: the parts named in ``trainable`` (e.g. encoder, projector, ctc; the LLM too for small
   from-scratch models); checkpoints hold the full model.
-- ``router`` (stage 1): the global router alone, on the accent labels; checkpoints hold the router.
-- ``adapt`` (stage 2), per comparison system:
+- ``router`` (HDMoLE's router pre-training): the global router alone, on the accent labels; checkpoints
+  hold the router.
+- ``adapt`` (HDMoLE's adaptation), per comparison system:
   ``full_ft`` the parts in ``trainable`` (e.g. the projector) unfrozen;
   ``lora | mole | hdmole`` adapters injected into ``adapter.target_modules`` with hdmole.nn, plus the
   global router when the routing uses it and ``train_global_router`` is set. Checkpoints hold only
@@ -19,34 +20,13 @@ import logging
 from torch import nn
 
 from hdmole.models.checkpoint import pretrained_parts
-from hdmole.nn import HDMoLEConfig, count_parameters, inject, is_adapter_parameter, mark_trainable
-from hdmole.train.config import ConfigError, TrainConfig
+from hdmole.nn import count_parameters, inject, is_adapter_parameter, mark_trainable
+from hdmole.train.config import ConfigError, TrainConfig, adapter_config_for
 
 log = logging.getLogger(__name__)
 
 # The model's top-level parts that `trainable` may name.
 PARTS = ("encoder", "projector", "llm", "ctc", "global_router")
-
-
-def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | None:
-    """The HDMoLE config of an adapt-mode system; None for full fine-tuning."""
-    adapter = config.adapter
-    if adapter is None or adapter.system == "full_ft":
-        return None
-    conf = dict(adapter.config)
-    if adapter.system == "lora":
-        # A single LoRA: one expert, nothing to route. Its rank is given so that its size matches HDMoLE's.
-        for key, value in (("num_domains", 1), ("experts_per_domain", 1), ("routing", "none"), ("gating", "dense")):
-            if conf.setdefault(key, value) != value:
-                raise ConfigError(f"adapter.system lora is a single expert: adapter.config.{key} must be {value!r}")
-    else:
-        conf.setdefault("num_domains", num_accents)
-        if adapter.system == "mole":
-            conf.setdefault("routing", "local")
-    try:
-        return HDMoLEConfig.from_dict(conf, source="adapter.config")
-    except (TypeError, ValueError) as e:
-        raise ConfigError(str(e)) from None
 
 
 def freeze_all_but(model: nn.Module, parts: list[str]) -> None:

@@ -22,10 +22,11 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from hdmole.data import AccentList, build_dataloader
-from hdmole.models.checkpoint import CheckpointError
+from hdmole.models.checkpoint import read_checkpoint
 from hdmole.models.llm_asr import build_model
+from hdmole.models.state import load_partial_state
 from hdmole.text.tokenizer import build_tokenizer
-from hdmole.train.checkpoint import atomic_save, inference_part, latest_checkpoint, load_state, save_checkpoint
+from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
 from hdmole.train.config import ConfigError, TrainConfig
 from hdmole.train.encoder_cache import EncoderCache
 from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward
@@ -58,11 +59,9 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
 def load_init(model: nn.Module, paths: list[str]) -> None:
     """Loads earlier stages' checkpoints (full or partial) before this stage's setup."""
     for path in paths:
-        state = load_state(path, fix=INIT_FIX)["model"]
-        result = model.load_state_dict(state, strict=False)
-        if result.unexpected_keys:
-            raise CheckpointError(f"init checkpoint {path} has tensors this model lacks, e.g. {result.unexpected_keys[:3]}; "
-                                  "is it from another model config, or an adapter checkpoint given as init?")
+        state = read_checkpoint(path, fix=INIT_FIX)["model"]
+        load_partial_state(model, state, f"init checkpoint {path}",
+                           fix="is it from another model config, or an adapter checkpoint given as init?")
         log.info("init: loaded %d tensors from %s", len(state), path)
 
 
@@ -83,7 +82,7 @@ class Trainer:
         if config.accent_weight is not None:
             self.model.accent_weight = config.accent_weight
         self.info = prepare_model(self.model, config, len(self.accents) if self.accents else 1)
-        self.info.update(info_extra)
+        self.info.update(info_extra, config_sources=list(config.sources))  # provenance, for RESULTS.md
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
@@ -223,11 +222,9 @@ class Trainer:
         path = latest_checkpoint(self.exp_dir)
         if path is None:
             return False
-        state = load_state(path)
-        result = self.model.load_state_dict(state["model"], strict=False)
-        if result.unexpected_keys:
-            raise CheckpointError(f"{path} does not fit this experiment's model (e.g. {result.unexpected_keys[:3]}); "
-                                  f"use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
+        state = read_checkpoint(path, fix=RESUME_FIX)
+        load_partial_state(self.model, state["model"], f"checkpoint {path}",
+                           fix=f"it is not this experiment's; use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
@@ -258,7 +255,7 @@ class Trainer:
     def _routing_recorder(self, batch: dict):
         from hdmole.nn import RoutingStatsRecorder, hdmole_layers
 
-        if self.config.mode != "adapt" or not any(l.num_experts > 1 for _, l in hdmole_layers(self.model)):
+        if self.config.mode != "adapt" or not any(layer.num_experts > 1 for _, layer in hdmole_layers(self.model)):
             return None
         rec = RoutingStatsRecorder(self.model)
         if self.accents is not None and "accents" in batch:

@@ -1,7 +1,7 @@
 """Kaldi data dirs for egs/kespeech stage 0: the utterance record, the id rule, and atomic writing.
 
 A data dir holds ``wav.scp text utt2spk spk2utt utt2accent``, every file sorted by key in byte order
-(LC_ALL=C), as DESIGN.md section 5 and utils/validate_data_dir.sh want.
+(LC_ALL=C), as docs/data_dirs.md and utils/validate_data_dir.sh want.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from hdmole.data.errors import DataError
-from hdmole.data.table import byte_order_key
+from hdmole.data.table import byte_order_key, write_kaldi_table
 
 
 @dataclass(frozen=True)
@@ -33,11 +33,6 @@ def kaldi_utt_id(speaker: str, corpus_id: str) -> str:
     return corpus_id if corpus_id.startswith(speaker) else f"{speaker}-{corpus_id}"
 
 
-def _write_table(path: Path, rows: Iterable[tuple[str, str]]) -> None:
-    rows = sorted(rows, key=lambda row: byte_order_key(row[0]))
-    path.write_text("".join(f"{key} {value}\n" for key, value in rows), encoding="utf-8")
-
-
 def check_unique(utterances: Sequence[Utterance], name: str) -> None:
     seen: dict[str, Utterance] = {}
     for utt in utterances:
@@ -54,14 +49,14 @@ def write_data_dir(directory: Path, utterances: Sequence[Utterance]) -> None:
         raise DataError(f"{directory}: no utterances left for this set; check the corpus paths and the cleaning log")
     check_unique(utterances, str(directory))
     directory.mkdir(parents=True, exist_ok=True)
-    _write_table(directory / "wav.scp", ((u.utt_id, str(u.wav)) for u in utterances))
-    _write_table(directory / "text", ((u.utt_id, u.text) for u in utterances))
-    _write_table(directory / "utt2spk", ((u.utt_id, u.speaker) for u in utterances))
-    _write_table(directory / "utt2accent", ((u.utt_id, u.accent) for u in utterances))
+    write_kaldi_table(directory / "wav.scp", ((u.utt_id, str(u.wav)) for u in utterances))
+    write_kaldi_table(directory / "text", ((u.utt_id, u.text) for u in utterances))
+    write_kaldi_table(directory / "utt2spk", ((u.utt_id, u.speaker) for u in utterances))
+    write_kaldi_table(directory / "utt2accent", ((u.utt_id, u.accent) for u in utterances))
     by_speaker: dict[str, list[str]] = {}
     for utt in sorted(utterances, key=lambda u: byte_order_key(u.utt_id)):
         by_speaker.setdefault(utt.speaker, []).append(utt.utt_id)
-    _write_table(directory / "spk2utt", ((spk, " ".join(ids)) for spk, ids in by_speaker.items()))
+    write_kaldi_table(directory / "spk2utt", ((spk, " ".join(ids)) for spk, ids in by_speaker.items()))
 
 
 def accent_counts(utterances: Iterable[Utterance]) -> dict[str, int]:

@@ -12,9 +12,11 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from corpus_synthesis import wav_duration
+
+from hdmole.data import write_kaldi_table
 
 
 class CorpusError(RuntimeError):
@@ -33,28 +35,22 @@ class Utterance:
     wav_path: Path
 
 
-def _write_table(path: Path, rows: Iterable[tuple[str, str]]) -> None:
-    # Python compares str by code point, which for these ASCII keys is LC_ALL=C byte order.
-    rows = sorted(rows)
-    path.write_text("".join(f"{key} {value}\n" for key, value in rows), encoding="utf-8")
-
-
 def write_data_dir(directory: Path, utterances: Sequence[Utterance], accent_list: Sequence[str]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     ids = [u.utt_id for u in utterances]
     if len(set(ids)) != len(ids):
         raise CorpusError(f"{directory}: duplicate utterance ids in the plan (a bug in the corpus plan)")
-    _write_table(directory / "wav.scp", ((u.utt_id, str(u.wav_path)) for u in utterances))
-    _write_table(directory / "text", ((u.utt_id, u.text) for u in utterances))
-    _write_table(directory / "utt2spk", ((u.utt_id, u.speaker) for u in utterances))
-    _write_table(directory / "utt2accent", ((u.utt_id, u.accent) for u in utterances))
-    _write_table(directory / "utt2dur", ((u.utt_id, f"{wav_duration(u.wav_path):.3f}") for u in utterances))
-    _write_table(directory / "pinyin", ((u.utt_id, " ".join(u.pinyin)) for u in utterances))
-    _write_table(directory / "spoken_pinyin", ((u.utt_id, " ".join(u.spoken)) for u in utterances))
+    write_kaldi_table(directory / "wav.scp", ((u.utt_id, str(u.wav_path)) for u in utterances))
+    write_kaldi_table(directory / "text", ((u.utt_id, u.text) for u in utterances))
+    write_kaldi_table(directory / "utt2spk", ((u.utt_id, u.speaker) for u in utterances))
+    write_kaldi_table(directory / "utt2accent", ((u.utt_id, u.accent) for u in utterances))
+    write_kaldi_table(directory / "utt2dur", ((u.utt_id, f"{wav_duration(u.wav_path):.3f}") for u in utterances))
+    write_kaldi_table(directory / "pinyin", ((u.utt_id, " ".join(u.pinyin)) for u in utterances))
+    write_kaldi_table(directory / "spoken_pinyin", ((u.utt_id, " ".join(u.spoken)) for u in utterances))
     by_speaker: dict[str, list[str]] = {}
     for u in sorted(utterances, key=lambda u: u.utt_id):
         by_speaker.setdefault(u.speaker, []).append(u.utt_id)
-    _write_table(directory / "spk2utt", ((spk, " ".join(utts)) for spk, utts in by_speaker.items()))
+    write_kaldi_table(directory / "spk2utt", ((spk, " ".join(utts)) for spk, utts in by_speaker.items()))
     (directory / "accents.txt").write_text("".join(f"{name}\n" for name in accent_list), encoding="utf-8")
 
 
