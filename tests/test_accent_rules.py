@@ -13,7 +13,7 @@ sys.path.insert(0, str(LOCAL))
 
 import accent_rules as A  # noqa: E402
 from corpus_synthesis import Voice, synthesize  # noqa: E402
-from pinyin_inventory import PinyinError, is_valid_tone3, split_tone3, text_to_tone3, valid_syllables  # noqa: E402
+from pinyin_inventory import PinyinError, initial_final, is_valid_tone3, split_tone3, text_to_tone3, valid_syllables  # noqa: E402
 
 
 def rule(accent, name):
@@ -115,6 +115,26 @@ def test_text_to_tone3_and_errors():
         text_to_tone3("abc")
     with pytest.raises(PinyinError):
         split_tone3("zhong")
+
+
+@pytest.mark.parametrize("syllable, units", [
+    ("zhong1", ["zh", "ong1"]), ("guo2", ["g", "uo2"]), ("er2", ["er2"]), ("de5", ["d", "e5"]),
+    ("yi1", ["y", "i1"]), ("lv4", ["l", "v4"]), ("a1", ["a1"]), ("ze3", ["z", "e3"]),
+])
+def test_initial_final_units(syllable, units):
+    assert initial_final(syllable) == units
+
+
+def test_initial_final_units_spell_every_accented_syllable_with_few_units():
+    """Every valid syllable with every tone is spelt by a small set of units (what makes them CTC targets
+    a standard-Mandarin recogniser can learn and still use on accented speech)."""
+    units = {u for base in valid_syllables() for tone in "12345" for u in initial_final(base + tone)}
+    assert 120 < len(units) < 260
+    rng = random.Random(0)
+    for accent in A.ACCENTS:
+        speaker = A.draw_speaker_accent(accent, rng)
+        spoken = A.apply_accent(text_to_tone3("中国人民很好说话"), speaker, rng)
+        assert all(set(initial_final(s)) <= units for s in spoken)
 
 
 def test_speakers_of_one_accent_differ_and_are_reproducible():

@@ -18,11 +18,15 @@ from hdmole.train import systems
 from hdmole.train.config import ConfigError, adapter_config_for, load_train_config
 
 ROOT = Path(__file__).resolve().parent.parent
-TABLE = ["full_ft", "lora", "mole_top1", "mole_top2", "mole_dense", "hdmole_no_global", "hdmole_no_threshold", "hdmole"]
-# docs/method.md section 6: (routing, gating, top_k) of each mixture system.
-METHOD = {"mole_top1": ("local", "topk", 1), "mole_top2": ("local", "topk", 2), "mole_dense": ("local", "dense", None),
-          "hdmole_no_global": ("local", "threshold", None), "hdmole_no_threshold": ("hierarchical", "topk", 2),
-          "hdmole": ("hierarchical", "threshold", None)}
+TABLE = ["full_ft", "lora", "mole_top1", "mole_top2", "mole_dense", "hdmole_no_global", "hdmole_global_only",
+         "hdmole_no_threshold", "hdmole_no_source", "hdmole", "hdmole_oracle"]
+# docs/method.md section 6: (routing, gating, top_k, source-preserving path) of each mixture system.
+METHOD = {"mole_top1": ("local", "topk", 1, False), "mole_top2": ("local", "topk", 2, False),
+          "mole_dense": ("local", "dense", None, False), "hdmole_no_global": ("local", "threshold", None, False),
+          "hdmole_global_only": ("global", "threshold", None, True),
+          "hdmole_no_threshold": ("hierarchical", "topk", 2, True),
+          "hdmole_no_source": ("hierarchical", "threshold", None, False),
+          "hdmole": ("hierarchical", "threshold", None, True), "hdmole_oracle": ("hierarchical", "threshold", None, True)}
 # recipe: (accents, expert rank r): mini_accent's Mandarin + 4 accents, KeSpeech's Mandarin + 8 subdialects.
 RECIPES = {"mini_accent": (5, 3), "kespeech": (9, 16)}
 # Shapes of the real projectors (Whisper d_model x stack 5 -> hidden 2048 -> LLM width): large, small.
@@ -54,12 +58,20 @@ def test_every_system_composes_with_every_recipe_as_documented(recipe, tmp_path)
         assert config.mode == "adapt" and config.sources[1] == str(ROOT / "conf" / "systems" / f"{name}.yaml")
         confs[name] = adapter_config_for(config, num_accents)
     assert confs["full_ft"] is None
-    for name, (routing, gating, k) in METHOD.items():
+    for name, (routing, gating, k, source_path) in METHOD.items():
         c = confs[name]
-        assert (c.routing, c.gating, c.num_experts, c.rank) == (routing, gating, num_accents, rank), name
+        # one expert per target domain (the source domain, line 0 of accents.txt, owns none), except the
+        # ablation that gives the source domain an expert of its own
+        experts = num_accents if name == "hdmole_no_source" else num_accents - 1
+        assert (c.routing, c.gating, c.num_experts, c.rank) == (routing, gating, experts, rank), name
+        assert (c.source_domain == 0) == source_path, name
         assert k is None or c.top_k == k
     lora, experts = confs["lora"], confs["hdmole"]
-    assert lora.num_experts == 1 and lora.rank == num_accents * rank and lora.scaling == experts.scaling
+    assert lora.num_experts == 1 and lora.rank == (num_accents - 1) * rank and lora.scaling == experts.scaling
+    oracle, _ = load_system(recipe, "hdmole_oracle", accents)
+    assert oracle.model["oracle_routing"] is True and oracle.adapter.train_global_router is False
+    plain, _ = load_system(recipe, "hdmole", accents)
+    assert not plain.model.get("oracle_routing") and plain.adapter.train_global_router is False
 
 
 def count_adapter_params(adapter_conf, shape) -> int:
@@ -88,7 +100,7 @@ def test_every_comparison_system_config_is_valid_and_sized_as_documented(tmp_pat
     large = PROJECTORS["large"]
     full = large[0] * large[1] + large[1] + large[1] * large[2] + large[2]
     hdmole, single = count_adapter_params(confs["hdmole"], large), count_adapter_params(confs["lora"], large)
-    assert full == 20_452_864 and hdmole == 2_103_554 and single == 2_027_520
+    assert full == 20_452_864 and hdmole == 1_869_826 and single == 1_802_240
     assert 0.09 < hdmole / full < 0.11 and abs(hdmole - single) / hdmole < 0.04
 
 
@@ -102,14 +114,14 @@ def shared_conf(tmp_path, monkeypatch):
 
 
 def test_a_new_system_is_one_top_level_file(shared_conf, tmp_path):
-    (shared_conf / "systems" / "hdmole_global_only.yaml").write_text(
-        "adapter: {system: hdmole, config: {routing: global, gating: threshold}}\n")
+    (shared_conf / "systems" / "hdmole_sum.yaml").write_text(
+        "adapter: {system: hdmole, config: {routing: hierarchical, combine: sum, gating: threshold}}\n")
     for recipe, (num_accents, rank) in RECIPES.items():
-        assert systems.known_systems(ROOT / "egs" / recipe / "conf") == [*TABLE, "hdmole_global_only"]
+        assert systems.known_systems(ROOT / "egs" / recipe / "conf") == [*TABLE, "hdmole_sum"]
         accents = accents_file(tmp_path, num_accents)
-        config, _ = load_system(recipe, "hdmole_global_only", accents)
+        config, _ = load_system(recipe, "hdmole_sum", accents)
         c = adapter_config_for(config, num_accents)
-        assert (c.routing, c.rank, c.num_experts) == ("global", rank, num_accents)
+        assert (c.combine, c.rank, c.num_experts) == ("sum", rank, num_accents - 1)
 
 
 def test_error_in_a_system_file_names_that_file(shared_conf, tmp_path):
@@ -135,7 +147,7 @@ def test_unknown_system_lists_the_known_ones(tmp_path):
     ("adapter_defaults.mixture.rnak=4", "adapter_defaults.mixture: unknown key rnak"),
     ("adapter.config.rnak=4", "unknown HDMoLE config key(s) ['rnak']"),
     ("adapter.config=[4]", "adapter.config must be a mapping ({key: value, ...}), got [4]"),
-    ("adapter.config.top_k=9", "top_k=9 exceeds the number of experts E=5"),
+    ("adapter.config.top_k=9", "top_k=9 exceeds the number of experts E=4"),
     ("data.specaug={num_freq_mask: 2}", "data.specaug: unknown SpecAugment option(s) ['num_freq_mask']"),
     ("tokenizer={type: sentencepiece, path: x.model}", "tokenizer: tokenizer config"),
     ("model.projector={stak: 2}", "model: model config: projector: unknown config key(s) 'stak'"),
@@ -149,7 +161,7 @@ def test_every_section_is_checked_when_the_config_is_loaded(tmp_path, override, 
 
 def test_adapter_config_is_checked_against_the_accents_at_load_time(tmp_path):
     with pytest.raises(ConfigError, match="top_k=2 exceeds the number of experts E=1"):
-        load_system("mini_accent", "mole_top2", accents_file(tmp_path, 1))  # E = one expert per accent
+        load_system("mini_accent", "mole_top2", accents_file(tmp_path, 2))  # E = one expert per accent but the source
     with pytest.raises(ConfigError, match=r"data\.accents: .*nowhere\.txt: accent list not found"):
         load_system("mini_accent", "hdmole", tmp_path / "nowhere.txt")
     with pytest.raises(ConfigError, match="full_ft trains 'trainable' itself and injects nothing"):
@@ -159,7 +171,7 @@ def test_adapter_config_is_checked_against_the_accents_at_load_time(tmp_path):
 def test_resolved_config_is_a_plain_config_without_the_composition_keys(tmp_path):
     config, resolved = load_system("mini_accent", "lora", accents_file(tmp_path, 5))
     assert "system" not in resolved and "adapter_defaults" not in resolved and "sources" not in resolved
-    assert resolved["adapter"]["config"] == {"rank": 15, "alpha": 30}
+    assert resolved["adapter"]["config"] == {"rank": 12, "alpha": 24}
     # The resolved config trains the same system again as a plain config (what an exp dir keeps).
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))

@@ -108,6 +108,9 @@ class AdapterConfig:
     target_modules: list[str] = field(default_factory=lambda: ["projector.linear1", "projector.linear2"])
     config: dict = field(default_factory=dict)  # hdmole.nn.HDMoLEConfig fields
     train_global_router: bool = True  # adaptation fine-tunes the global router too (freezable)
+    # Route with the accent labels instead of the global router (an upper bound: test sets need labels);
+    # a model behaviour, so loading the config sets the model's oracle_routing (kept in config.yaml).
+    oracle_routing: bool = False
 
 
 @dataclass
@@ -343,6 +346,11 @@ def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | 
         conf.setdefault("num_domains", num_accents)
         if adapter.system == "mole":
             conf.setdefault("routing", "local")
+        if conf.get("source_domain") is not None and conf.get("routing", HDMoLEConfig.routing) == "local":
+            # A mixture without the global posterior cannot keep the source domain apart; it gets the experts
+            # HDMoLE has (one per target domain), so every mixture trains the same number of parameters.
+            conf["num_domains"] -= 1
+            conf["source_domain"] = None
     try:
         return HDMoLEConfig.from_dict(conf, source="adapter.config")
     except (TypeError, ValueError) as e:
@@ -402,6 +410,9 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
     for key, value in parsed:
         if key.startswith("model."):
             set_by_path(raw, key, value)
+    adapter = raw.get("adapter")
+    if isinstance(adapter, dict) and adapter.get("oracle_routing") and isinstance(raw.get("model"), dict):
+        raw["model"]["oracle_routing"] = True
     if isinstance(raw.get("init"), str):
         raw["init"] = [raw["init"]]
     config = _build(TrainConfig, raw, "", str(path))

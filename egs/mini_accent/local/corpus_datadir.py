@@ -1,8 +1,9 @@
 """Kaldi data dirs for the mini accent corpus: writing them, and checking the whole corpus.
 
-Each dir holds `wav.scp text utt2spk spk2utt utt2accent utt2dur accents.txt`, plus two files of
-this corpus: `pinyin` (the standard tone-numbered pinyin of the transcript, e.g. for an auxiliary
-CTC target) and `spoken_pinyin` (what the synthesiser was given, i.e. with the accent applied).
+Each dir holds `wav.scp text utt2spk spk2utt utt2accent utt2dur accents.txt`, plus three files of
+this corpus: `pinyin` (the standard tone-numbered pinyin of the transcript), `phones` (the same split
+into initials and tonal finals: the base model's CTC targets) and `spoken_pinyin` (what the synthesiser
+was given, i.e. with the accent applied; for analysis only, a real corpus has no such file).
 All files are sorted by key in byte order (LC_ALL=C); utterance ids are `<speaker>-<sentence id>`.
 """
 
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Sequence
 
 from corpus_synthesis import wav_duration
+from pinyin_inventory import initial_final
 
 from hdmole.data import write_kaldi_table
 
@@ -46,6 +48,9 @@ def write_data_dir(directory: Path, utterances: Sequence[Utterance], accent_list
     write_kaldi_table(directory / "utt2accent", ((u.utt_id, u.accent) for u in utterances))
     write_kaldi_table(directory / "utt2dur", ((u.utt_id, f"{wav_duration(u.wav_path):.3f}") for u in utterances))
     write_kaldi_table(directory / "pinyin", ((u.utt_id, " ".join(u.pinyin)) for u in utterances))
+    write_kaldi_table(directory / "phones", ((u.utt_id, " ".join(unit for syllable in u.pinyin
+                                                                  for unit in initial_final(syllable)))
+                                             for u in utterances))
     write_kaldi_table(directory / "spoken_pinyin", ((u.utt_id, " ".join(u.spoken)) for u in utterances))
     by_speaker: dict[str, list[str]] = {}
     for u in sorted(utterances, key=lambda u: u.utt_id):
@@ -72,7 +77,7 @@ def read_table(path: Path) -> list[tuple[str, str]]:
 def check_data_dir(directory: Path, accent_list: Sequence[str], check_audio: bool = True) -> dict[str, str]:
     """Kaldi consistency of one dir; returns utt -> speaker. Raises CorpusError naming the file."""
     tables = {name: dict(read_table(directory / name)) for name in
-              ("wav.scp", "text", "utt2spk", "utt2accent", "utt2dur", "pinyin", "spoken_pinyin")}
+              ("wav.scp", "text", "utt2spk", "utt2accent", "utt2dur", "pinyin", "phones", "spoken_pinyin")}
     utt2spk = tables["utt2spk"]
     for name, table in tables.items():
         if table.keys() != utt2spk.keys():

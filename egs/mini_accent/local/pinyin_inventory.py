@@ -91,3 +91,20 @@ def text_to_tone3(text: str) -> list[str]:
         if syllable is None or not is_valid_tone3(syllable):
             raise PinyinError(f"{text!r}: character {char!r} has no valid pinyin (got {syllable!r}); drop the sentence")
     return syllables
+
+
+def initial_final(syllable: str) -> list[str]:
+    """A TONE3 syllable as CTC units: its initial (if any) and its final with the tone, e.g. ``zhong1`` ->
+    ``zh ong1``, ``er2`` -> ``er2``, ``de5`` -> ``d e5``. Kaldi's Mandarin recipes model speech with such
+    (tonal) initial/final units; here they let a recogniser trained on standard Mandarin spell what an
+    accent says: ``ze3`` (from zhe3) is two units that standard speech has plenty of, though the syllable
+    itself may never occur in standard text. Spelling as written (``y``, ``w`` count as initials)."""
+    from pypinyin.contrib.tone_convert import to_finals_tone3, to_initials
+
+    initial = to_initials(syllable, strict=False)
+    final = to_finals_tone3(syllable, strict=False)
+    if not final:
+        raise PinyinError(f"{syllable!r} has no final")
+    if not final[-1].isdigit():  # pypinyin drops the neutral tone's 5
+        final += "5"
+    return [initial, final] if initial else [final]
