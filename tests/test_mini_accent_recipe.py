@@ -21,18 +21,19 @@ from hdmole.bin import decode, score
 pytestmark = pytest.mark.slow
 RECIPE = Path(__file__).resolve().parent.parent / "egs" / "mini_accent"
 SYSTEMS = ["lora", "hdmole"]
-# The CER test's base stage: 120 steps at lr 5e-3 (the fast recipe: 6 at 2e-3). Measured CER on train_std
-# (greedy): 49% after those 120 steps (98% after 40, 66% after 80; 0% after 300 at 2e-3, which took too
-# long for the suite); the recipe's 6-step model: 97%.
-LONG_BASE_ARGS = "--override optim.max_steps=120 --override optim.lr=5e-3 --override checkpoint.every_steps=120"
-CER_BOUND = 70.0
+# The CER test's base stage: 200 steps at lr 5e-3 (the fast recipe: 6 at 2e-3). Measured CER on train_std
+# (greedy): 0% after those 200 steps (98% after 40, 66% after 80, 49% after 120); the recipe's 6-step
+# model: 97%; a model that ignores the speech (projector output zeroed): 70% after 120 steps.
+LONG_BASE_ARGS = "--override optim.max_steps=200 --override optim.lr=5e-3 --override checkpoint.every_steps=200"
+CER_BOUND = 30.0
 
 
 def run(*args, **dirs):
     cmd = ["./run.sh", "--fast", "true", *map(str, args)]
     for key, value in dirs.items():
         cmd += [f"--{key.replace('_', '-')}", str(value)]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    # One thread: on the shared 2-core machine, two spinning OpenMP threads per process cost more than they give.
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     # The timeout only guards against a hang: on the loaded shared machine the run takes several minutes.
     return subprocess.run(cmd, cwd=RECIPE, capture_output=True, text=True, env=env, timeout=3600)
 
@@ -126,7 +127,7 @@ def test_the_base_stage_learns_its_training_data(recipe, tmp_path):
     result = run("--stage", 3, "--stop-stage", 3, "--extra-train-args", LONG_BASE_ARGS,
                  data_dir=recipe["data_dir"], dump_dir=recipe["dump_dir"], exp_dir=exp)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert json.loads((exp / "base" / "train_summary.json").read_text())["steps"] == 120
+    assert json.loads((exp / "base" / "train_summary.json").read_text())["steps"] == 200
     trained = train_std_cer(exp / "base", recipe["data_dir"], tmp_path / "decode_long")
     untrained = train_std_cer(recipe["exp_dir"] / "base", recipe["data_dir"], tmp_path / "decode_short")
     assert trained < CER_BOUND < untrained, (trained, untrained)

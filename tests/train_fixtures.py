@@ -120,6 +120,11 @@ class Corpus:
         return path
 
 
+# Subprocess timeout, only against a hang (a DDP deadlock): on the loaded shared machine runs of a few CPU
+# seconds took minutes.
+HANG = 3600
+
+
 def subprocess_env() -> dict:
     """The environment of a child training process: one thread (the machine is shared), the repo importable."""
     return {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
@@ -130,13 +135,13 @@ def train_ddp(config: Path, exp_dir: Path, nproc: int = 2) -> subprocess.Complet
     collide) with ``nproc`` CPU processes (gloo)."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
            "-m", "hdmole.bin.train", "--config", str(config), "--exp-dir", str(exp_dir)]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=subprocess_env())
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=subprocess_env(), timeout=HANG)
 
 
 def train_and_kill(config: Path, exp_dir: Path, kill_at: str) -> subprocess.CompletedProcess:
     """Runs hdmole.bin.train in a child process that SIGKILLs itself at ``kill_at`` (see the module doc)."""
     cmd = [sys.executable, __file__, "--kill-at", kill_at, "--", "--config", str(config), "--exp-dir", str(exp_dir)]
-    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=subprocess_env())
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, env=subprocess_env(), timeout=HANG)
 
 
 def model_state(path: Path) -> dict[str, torch.Tensor]:
@@ -193,7 +198,7 @@ def _install_kill(kill_at: str) -> None:
                 os.fsync(out.fileno())
             _kill_self()
 
-        checkpoint.torch.save = dying_save  # atomic_save calls torch.save through the module
+        checkpoint.torch.save = dying_save  # atomic_save calls torch.save (this process only)
     elif what == "forward":
         from hdmole.train.trainer import Trainer
 
