@@ -99,6 +99,7 @@ def test_load_model_for_inference_errors(setup):
 HANG = 1800
 
 
+@pytest.mark.slow  # three decoding subprocesses, one of them with two spawned jobs
 def test_decode_writes_one_hypothesis_per_utterance_and_rtf(setup):
     out = setup["root"] / "decode_out"
     cmd = [sys.executable, "-m", "hdmole.bin.decode", "--config", str(setup["config"]),

@@ -77,6 +77,7 @@ def recipe_run(tmp_path_factory, voice_wavs):  # noqa: F811 (pytest fixture inje
     return {"result": result, "recipe": recipe, "whisper": whisper_dir, "qwen": qwen_dir, "model_conf": model_conf}
 
 
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_all_stages_run_through_the_template(recipe_run):
     result = recipe_run["result"]
     assert result.returncode == 0, result.stderr[-5000:]
@@ -86,6 +87,7 @@ def test_all_stages_run_through_the_template(recipe_run):
     assert "no conf/lm.yaml: the LLM is used as loaded" in result.stderr
 
 
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_features_are_whisper_log_mel_without_cmvn(recipe_run):
     from hdmole.data import read_wav
     from hdmole.models.features import whisper_log_mel
@@ -100,6 +102,7 @@ def test_features_are_whisper_log_mel_without_cmvn(recipe_run):
     assert not (recipe_run["recipe"] / "data" / "train_aishell" / "feats.scp").exists()
 
 
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_stages_load_the_pretrained_models_frozen_and_train_what_they_should(recipe_run):
     from safetensors.torch import load_file
 
@@ -139,6 +142,7 @@ def test_stages_load_the_pretrained_models_frozen_and_train_what_they_should(rec
     assert summary["steps"] == 1 and summary["trainable_params"] > 0
 
 
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_decode_and_report(recipe_run):
     recipe = recipe_run["recipe"]
     exp = recipe / "exp" / "model_small_tiny"
@@ -252,6 +256,7 @@ def test_model_info_reads_the_mel_bins_of_a_cached_model(tmp_path):
     assert result.stdout.splitlines()[1] == "num_mel_bins=96"
 
 
+@pytest.mark.slow  # two subprocesses that import transformers
 def test_model_info_reads_a_local_model_dir_and_rejects_one_without_config(tmp_path):
     model_dir = tmp_path / "my-whisper"
     model_dir.mkdir()

@@ -17,6 +17,8 @@ from speech_fixtures import make_corpus
 
 from hdmole.bin import compute_cmvn, compute_fbank, decode, report, routing_stats, score, train, train_tokenizer
 
+pytestmark = pytest.mark.slow  # the module's corpus and its lm/base/router stages: about a minute
+
 MODEL = {
     "encoder": {"type": "conformer", "input_size": 80, "output_size": 32, "attention_heads": 2, "linear_units": 64,
                 "num_blocks": 1, "input_layer": "conv2d"},
@@ -108,25 +110,30 @@ def test_stages_write_what_they_should(pipeline):
     assert router_state and all(k.startswith("global_router.") for k in router_state)
 
 
-def test_router_dev_accuracy_is_the_accuracy_of_the_saved_router(pipeline):
-    """The accent-ID accuracy the router stage reports is recomputed from its last checkpoint and the dev set."""
+def test_router_dev_numbers_are_those_of_the_saved_router(pipeline):
+    """The accent-ID accuracy and loss the router stage reports (train_summary.json, the last validation)
+    are recomputed from its last checkpoint on the dev set: per utterance, over the whole set."""
     from hdmole.data import build_dataloader
     from hdmole.models.checkpoint import load_model_for_inference
 
     exp = pipeline.exp / "router"
     summary = json.loads((exp / "train_summary.json").read_text())
+    assert summary["steps"] == torch.load(exp / "last.pt", weights_only=False)["step"] == 8
     model = load_model_for_inference(exp / "config.yaml", [pipeline.exp / "base" / "best.pt", exp / "last.pt"],
                                      num_accents=2)
     loader = build_dataloader(pipeline.root / "test", pipeline.accents, max_frames=2500, shuffle=False, seed=0,
                               cmvn=pipeline.root / "cmvn.json")
     correct = total = 0
+    loss = 0.0
     with torch.no_grad():
         for batch in loader:
-            guess = model.route(*model.encode(batch["feats"], batch["feat_lens"])).argmax(-1)
-            correct += int((guess == batch["accents"]).sum())
+            logits = model.route_logits(*model.encode(batch["feats"], batch["feat_lens"]))
+            correct += int((logits.argmax(-1) == batch["accents"]).sum())
+            loss += float(torch.nn.functional.cross_entropy(logits, batch["accents"], reduction="sum"))
             total += len(batch["utt_ids"])
     assert total == 24
     assert summary["dev"]["dev_acc"] == pytest.approx(correct / total, abs=1e-6)
+    assert summary["dev"]["dev_loss"] == pytest.approx(loss / total, rel=1e-5)
 
 
 def test_rerun_of_finished_stage_is_skipped(pipeline, capsys):

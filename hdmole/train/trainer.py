@@ -41,6 +41,7 @@ from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forwa
 from hdmole.train.setup import prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
+LOGGED = ("loss_asr", "loss_ctc", "loss_accent", "acc")  # per-batch values averaged into the log records
 
 
 class NonFiniteLossError(RuntimeError):
@@ -265,8 +266,8 @@ class Trainer:
 
     def train_step(self, window: list[dict], record: bool) -> tuple[list[dict], dict | None, torch.Tensor]:
         """Forward and backward of one optimizer step's batches (gradients synchronised on the last one).
-        Returns the batches' outputs, the routing statistics of the last batch (when ``record``) and this
-        rank's share of the step loss."""
+        Returns each batch's logged values (floats), the routing statistics of the last batch (when
+        ``record``) and this rank's share of the step loss."""
         model = self.ddp if self.ddp is not None else self.net
         normalisers = self.step_normalisers(window)
         outs, step_loss = [], torch.zeros((), dtype=torch.float64, device=self.device)
@@ -283,7 +284,7 @@ class Trainer:
                     # DDP averages the ranks' gradients: scaled by the world size, the sum over ranks remains.
                     (out["objective"] * self.world).backward()
             step_loss += out["objective"].detach().double()
-            outs.append(out)
+            outs.append({k: float(out[k].detach()) for k in LOGGED if k in out})
         return outs, (rec.summary() if rec is not None else None), step_loss
 
     def _global_sum(self, value: torch.Tensor) -> float:
@@ -327,9 +328,8 @@ class Trainer:
                             f"{self.exp_dir}/ckpt-{self.step}.pt. Lower optim.lr or raise optim.warmup_steps, "
                             "check the data of this batch, then resume.") from None
                     for out in outs:
-                        for k in ("loss_asr", "loss_ctc", "loss_accent", "acc"):
-                            if k in out:
-                                running[k] = running.get(k, 0.0) + float(torch.as_tensor(out[k]).detach())
+                        for k, v in out.items():
+                            running[k] = running.get(k, 0.0) + v
                         running["n"] = running.get("n", 0) + 1
                     interval_loss += step_loss
                     interval_steps += 1
