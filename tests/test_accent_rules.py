@@ -161,6 +161,7 @@ def test_accent_names_and_errors():
         A.accent_names(["JiaoLiao", "JiaoLiao"])
 
 
+@pytest.mark.slow  # collects and converts 400 real sentences
 def test_change_rates_on_real_sentences():
     sys.path.insert(0, str(LOCAL))
     from corpus_sentences import collect_sentences

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from models_fixtures import ToyTokenizer, sub_batch, tiny_conf, toy_batch
 
-from hdmole.decode.search import decode_batch, decode_batch_ids, token_limits
+from hdmole.decode.search import decode_batch, decode_batch_ids, hf_generate, token_limits
 from hdmole.models.llm_asr import build_model
 
 torch.set_num_threads(1)
@@ -114,3 +116,104 @@ def test_greedy_with_hdmole_adapters_and_global_router(batch):
                 p.normal_(0, 0.5)
     adapted = decode_batch_ids(model, batch, beam=2)
     assert adapted == [decode_batch_ids(model, sub_batch(batch, i), beam=2)[0] for i in range(len(FRAMES))]
+
+
+# ------------------------------------------------------------------------------------------ exhaustive search
+TINY = ToyTokenizer(alphabet="ab")  # 6 ids: pad, bos, eos, unk, a, b; any of them but eos may be emitted
+LIMIT = 3  # tokens per utterance, eos included (max_len=3)
+EXHAUSTIVE_BEAM = 75  # >= 25 live hypotheses after two steps, and 2 * beam >= the 150 candidates of step 3
+
+
+# Two tiny-vocabulary models (an LM head scaled up from its init, so that the distributions are peaked and
+# the hypotheses' scores far apart), picked because they exercise what the test is about (checked below):
+# with "deep", the best hypothesis under either rule is not the greedy one, so beam search has to keep and
+# reorder other histories to find it; with "rules", the two scoring rules pick different hypotheses.
+TINY_MODELS = {"deep": (5, 10.0), "rules": (4, 30.0)}
+
+
+@pytest.fixture(scope="module", params=list(TINY_MODELS))
+def tiny_vocab_model(request):
+    seed, head_scale = TINY_MODELS[request.param]
+    torch.manual_seed(seed)
+    model = build_model(tiny_conf(cnn=True, prompt=""), TINY).eval()
+    with torch.no_grad():
+        model.llm.lm_head.weight *= head_scale
+    model.name = request.param
+    return model
+
+
+@torch.no_grad()
+def all_hypotheses(model, one: dict) -> dict[tuple[int, ...], tuple[float, int]]:
+    """Every hypothesis beam search can end with, scored without cache, padding or batching:
+    ``x + [eos]`` for ``len(x) < LIMIT`` and ``x`` of ``LIMIT`` tokens (the limit ends it), each mapped to
+    (summed log-probability, number of tokens counted by the length normalisation, eos included)."""
+    enc_out, enc_lens = model.encode(one["feats"], one["feat_lens"])
+    speech, speech_lens = model.project(enc_out, enc_lens)
+    prefix, _, _ = model.decoding_prefix(speech, speech_lens)
+    emit = [t for t in range(TINY.vocab_size) if t != model.eos_id]
+    seqs = torch.tensor(list(itertools.product(emit, repeat=LIMIT)))  # [125, 3]
+    embeds = torch.cat([prefix.expand(len(seqs), -1, -1), model.embed_tokens(seqs)], dim=1)
+    logp = model.llm(inputs_embeds=embeds).logits.log_softmax(-1)[:, prefix.size(1) - 1 :]  # [125, 4, V]
+    scores = {}
+    for row, seq in enumerate(seqs.tolist()):
+        prefix_score = 0.0
+        for n in range(LIMIT):  # seq[:n] + eos
+            scores[tuple(seq[:n])] = (prefix_score + float(logp[row, n, model.eos_id]), n + 1)
+            prefix_score += float(logp[row, n, seq[n]])
+        scores[tuple(seq)] = (prefix_score, LIMIT)
+    assert len(scores) == 1 + 5 + 25 + 125
+    return scores
+
+
+@pytest.mark.parametrize("length_norm", [True, False])
+def test_beam_search_with_a_beam_covering_every_hypothesis_finds_the_exhaustive_best(tiny_vocab_model, length_norm):
+    """Beam search with a beam that never prunes returns the best of all possible hypotheses under its
+    scoring rule (summed log-probability, divided by the length including eos when length_norm), scored
+    here without cache, padding or batching."""
+    model = tiny_vocab_model
+    batch = toy_batch(TINY, frames=FRAMES, texts=("ab", "a", "ba"))
+    found = decode_batch_ids(model, batch, beam=EXHAUSTIVE_BEAM, max_len=LIMIT, length_norm=length_norm)
+    for i, hyp in enumerate(found):
+        scores = all_hypotheses(model, sub_batch(batch, i))
+        rule = (lambda s: s[0] / s[1]) if length_norm else (lambda s: s[0])
+        ranked = sorted(scores, key=lambda h: rule(scores[h]), reverse=True)
+        assert rule(scores[ranked[0]]) - rule(scores[ranked[1]]) > 1e-4  # a unique best: no tie to break
+        assert tuple(hyp) == ranked[0], (i, hyp, ranked[:3])
+
+
+def test_the_tiny_models_exercise_what_the_exhaustive_test_is_about(tiny_vocab_model):
+    batch = toy_batch(TINY, frames=FRAMES, texts=("ab", "a", "ba"))
+    found = {norm: decode_batch_ids(tiny_vocab_model, batch, beam=EXHAUSTIVE_BEAM, max_len=LIMIT, length_norm=norm)
+             for norm in (True, False)}
+    greedy = decode_batch_ids(tiny_vocab_model, batch, max_len=LIMIT)
+    if tiny_vocab_model.name == "deep":  # the best is reached through a beam other than the greedy one
+        assert all(found[norm] != greedy and all(len(h) == LIMIT for h in found[norm]) for norm in found)
+    else:  # the unnormalised rule prefers a shorter hypothesis somewhere
+        assert found[True] != found[False]
+        assert all(len(s) <= len(n) for s, n in zip(found[False], found[True]))
+
+
+# ------------------------------------------------------------------------------------------ generate()
+def test_greedy_equals_hf_generate(batch):
+    """Our cached greedy loop and transformers' generate(inputs_embeds=...) give the same tokens, each
+    utterance cut at its own limit (generate runs the whole batch to the longest one)."""
+    torch.manual_seed(1)
+    model = build_model(tiny_conf(cnn=True), TOK).eval()
+    with torch.no_grad():  # eos never wins (logit 0 under the best other one): every utterance runs to its limit
+        model.llm.lm_head.weight[model.eos_id] = 0.0
+    ours = decode_batch_ids(model, batch, max_len_ratio=0.5)
+    assert ours == hf_generate(model, batch, max_len_ratio=0.5)
+    assert [len(h) for h in ours] == [6, 4, 7]  # three different limits: the per-utterance cut matters
+
+
+def test_greedy_equals_hf_generate_with_hdmole_adapters_and_global_router(batch):
+    from hdmole.nn import HDMoLEConfig, inject
+
+    torch.manual_seed(5)
+    model = build_model(tiny_conf(router=True), TOK, num_accents=2).eval()
+    inject(model, HDMoLEConfig(rank=2, num_domains=2), ["projector.linear1", "projector.linear2"])
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "hdmole_lora_B" in name:
+                p.normal_(0, 0.5)
+    assert decode_batch_ids(model, batch) == hf_generate(model, batch)

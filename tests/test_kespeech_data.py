@@ -105,7 +105,8 @@ def recipe_checkout(root: Path) -> Path:
     return recipe
 
 
-def run_recipe(recipe: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_recipe(recipe: Path, *args: str, timeout: int = 3600) -> subprocess.CompletedProcess:
+    """run.sh in ``recipe``; the timeout only guards against a hang (runs take minutes on a loaded machine)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
     return subprocess.run(["./run.sh", *args], cwd=recipe, capture_output=True, text=True, env=env, timeout=timeout)
 

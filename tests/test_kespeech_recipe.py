@@ -77,7 +77,7 @@ def recipe_run(tmp_path_factory, voice_wavs):  # noqa: F811 (pytest fixture inje
     return {"result": result, "recipe": recipe, "whisper": whisper_dir, "qwen": qwen_dir, "model_conf": model_conf}
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_all_stages_run_through_the_template(recipe_run):
     result = recipe_run["result"]
     assert result.returncode == 0, result.stderr[-5000:]
@@ -87,7 +87,7 @@ def test_all_stages_run_through_the_template(recipe_run):
     assert "no conf/lm.yaml: the LLM is used as loaded" in result.stderr
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_features_are_whisper_log_mel_without_cmvn(recipe_run):
     from hdmole.data import read_wav
     from hdmole.models.features import whisper_log_mel
@@ -102,7 +102,7 @@ def test_features_are_whisper_log_mel_without_cmvn(recipe_run):
     assert not (recipe_run["recipe"] / "data" / "train_aishell" / "feats.scp").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_stages_load_the_pretrained_models_frozen_and_train_what_they_should(recipe_run):
     from safetensors.torch import load_file
 
@@ -142,7 +142,7 @@ def test_stages_load_the_pretrained_models_frozen_and_train_what_they_should(rec
     assert summary["steps"] == 1 and summary["trainable_params"] > 0
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # the recipe_run fixture runs stages 0-7
 def test_decode_and_report(recipe_run):
     recipe = recipe_run["recipe"]
     exp = recipe / "exp" / "model_small_tiny"
@@ -173,10 +173,47 @@ def test_base_and_router_configs_train_only_their_part():
     assert not (RECIPE / "conf" / "lm.yaml").exists()  # the LLM is pre-trained: no LM stage
 
 
-@pytest.mark.slow
+def model_info(conf: str, hub_cache: Path) -> subprocess.CompletedProcess:
+    """local/model_info.py offline, with ``hub_cache`` as the only Hugging Face cache (hermetic: what the
+    machine happens to have downloaded does not matter)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "TRANSFORMERS_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(hub_cache.parent), HF_HUB_CACHE=str(hub_cache))
+    return subprocess.run([sys.executable, "local/model_info.py", conf], cwd=RECIPE, capture_output=True, text=True,
+                          env=env)
+
+
 @pytest.mark.parametrize("model, tokenizer, bins", [("large", "Qwen/Qwen2-7B", 128), ("small", "Qwen/Qwen2-0.5B", 80)])
-def test_model_info_gives_the_llm_tokenizer_and_the_encoder_mel_bins_offline(model, tokenizer, bins):
-    result = subprocess.run([sys.executable, "local/model_info.py", f"conf/model_{model}.yaml"], cwd=RECIPE,
-                            capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+def test_model_info_without_the_model_downloaded_uses_the_known_mel_bins(model, tokenizer, bins, tmp_path):
+    """An empty cache: the documented constants (large-v3: 128, other Whispers: 80), so features can be
+    extracted before the download."""
+    result = model_info(f"conf/model_{model}.yaml", tmp_path / "hub")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [f"tokenizer={{name_or_path: {tokenizer}, type: hf}}", f"num_mel_bins={bins}"]
+
+
+def test_model_info_reads_the_mel_bins_of_a_cached_model(tmp_path):
+    """A cached whisper-small whose config says 96 bins (no real Whisper has 96): the script must report
+    the cached config's value, not the 80 it would fall back to."""
+    snapshot = tmp_path / "hub" / "models--openai--whisper-small" / "snapshots" / ("0" * 40)
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "whisper", "num_mel_bins": 96}))
+    (tmp_path / "hub" / "models--openai--whisper-small" / "refs").mkdir()
+    (tmp_path / "hub" / "models--openai--whisper-small" / "refs" / "main").write_text("0" * 40)
+    result = model_info("conf/model_small.yaml", tmp_path / "hub")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "num_mel_bins=96"
+
+
+@pytest.mark.slow  # two subprocesses that import transformers
+def test_model_info_reads_a_local_model_dir_and_rejects_one_without_config(tmp_path):
+    model_dir = tmp_path / "my-whisper"
+    model_dir.mkdir()
+    conf = tmp_path / "model.yaml"
+    conf.write_text(yaml.safe_dump({"encoder": {"type": "whisper", "name_or_path": str(model_dir)},
+                                    "llm": {"name_or_path": "Qwen/Qwen2-0.5B"}}))
+    result = model_info(str(conf), tmp_path / "hub")
+    assert result.returncode == 1 and "has no readable Whisper config.json" in result.stderr
+    (model_dir / "config.json").write_text(json.dumps({"model_type": "whisper", "num_mel_bins": 128}))
+    result = model_info(str(conf), tmp_path / "hub")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1] == "num_mel_bins=128"

@@ -83,7 +83,14 @@ def test_batch_layout_has_loss_only_after_the_prefix(tmp_path, lexicon):
     assert labels == [-100] * 4 + ids("中国人") + [2]
     assert batch["labels"][1].tolist() == [-100] * 3 + ids("过果") + [2] + [-100] * 2  # right padding
     assert batch["attention_mask"][1].tolist() == [1] * 6 + [0] * 2
-    assert lines[0] == lines[0]  # dev: the same corruption every time
+    # dev (deterministic): the same corruption whatever the global RNG state, and a real one (with noise on)
+    noisy = TextLines(text, TOK, prefix=build_noisy_prefix(LMPrefixConfig(lexicon=str(lexicon)), TOK),
+                      deterministic=True)
+    torch.manual_seed(0)
+    first = noisy[0]
+    torch.manual_seed(1)
+    assert noisy[0] == first
+    assert first[0][first[1] - 1 :] == [1] + ids("中国人") + [2] and first[1] > 1  # [noisy prefix] [bos] text eos
     assert TextLines(text, TOK)[0] == ([1] + ids("中国人") + [2], 0)  # no prefix: plain LM
 
 

@@ -60,8 +60,14 @@ def test_padding_does_not_change_an_utterance_loss(encoder):
     n = [s["num_tokens"] for s in singles]
     token_mean = sum(s["loss_asr"] * k for s, k in zip(singles, n)) / sum(n)
     torch.testing.assert_close(both["loss_asr"], token_mean, atol=1e-5, rtol=1e-5)
-    for s in singles:  # and each alone equals itself in a batch of 2 with the other one swapped out
-        assert torch.isfinite(s["loss_asr"])
+    # Utterance 0's loss does not depend on its partner either: with another one (longer, other text) in
+    # place of utterance 1, the batch loss minus the partner's share leaves utterance 0's loss alone.
+    other = toy_batch(TOK, frames=(60, 90), texts=("你好abc", "abcd"))
+    assert torch.equal(other["feats"][0, :60], batch["feats"][0, :60])  # utterance 0's features are drawn first
+    with torch.no_grad():
+        pair, partner = model(other), model(sub_batch(other, 1))
+    alone = (pair["loss_asr"] * pair["num_tokens"] - partner["loss_asr"] * partner["num_tokens"]) / n[0]
+    torch.testing.assert_close(alone, singles[0]["loss_asr"], atol=1e-5, rtol=1e-5)
 
 
 def test_cached_encoder_outputs_give_the_same_loss():
@@ -94,14 +100,17 @@ def test_global_router_accent_loss_and_route():
     model = _model(router=True).eval()
     batch = toy_batch(TOK)
     out = model(batch)
-    assert "loss_accent" in out and 0.0 <= float(out["accent_acc"]) <= 1.0
     torch.testing.assert_close(out["loss"], out["loss_asr"] + 0.3 * out["loss_ctc"] + 0.1 * out["loss_accent"])
     enc_out, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
     probs = model.route(enc_out, enc_lens)
     assert probs.shape == (2, 2)
     torch.testing.assert_close(probs.sum(-1), torch.ones(2))
+    # The accent loss and accuracy are those of the router's posterior against the labels.
+    torch.testing.assert_close(out["loss_accent"], torch.nn.functional.nll_loss(probs.log(), batch["accents"]))
+    torch.testing.assert_close(out["accent_acc"], (probs.argmax(-1) == batch["accents"]).float().mean())
     router_only = model(batch, compute_asr=False)
-    assert set(router_only) == {"loss", "loss_accent", "accent_acc"}
+    assert set(router_only) == {"loss", "objective", "loss_accent", "accent_acc"}
+    torch.testing.assert_close(router_only["loss"], out["loss_accent"])
 
 
 def test_hdmole_in_projector_with_global_router():

@@ -142,4 +142,7 @@ def test_the_threshold_moves_during_training_and_stays_in_the_unit_interval():
         optimiser.step()
         taus.append(student.threshold().item())
     assert all(0.0 < tau < 1.0 for tau in taus)
-    assert max(abs(tau - 0.1) for tau in taus) > 0.03
+    # The student's experts start at zero and must grow to match the teacher: the active experts'
+    # contributions are wanted larger, so by the straight-through rule (dL/dtau = -sum_active dL/dw) tau
+    # falls (docs/method.md: 0.10 -> 0.028). A sign error in the surrogate makes it rise instead.
+    assert taus[-1] < 0.06

@@ -124,3 +124,10 @@ def test_dropout_is_applied_to_the_adapter_path_only_in_training():
     first = layer(x)
     torch.manual_seed(1)
     assert not torch.allclose(first, layer(x))
+    # In training: base(x) + scaling * B A dropout(x), with the very mask dropout draws from the same seed.
+    # Dropout on the base path (or on the output) would change the first term, not only the second.
+    A, B = layer.hdmole_lora_A[0], layer.hdmole_lora_B[:, 0]
+    torch.manual_seed(0)
+    dropped = nn.functional.dropout(x, 0.5, training=True)
+    assert 0 < int((dropped == 0).sum()) < x.numel()
+    torch.testing.assert_close(first, layer.base_layer(x) + 2.0 * dropped @ A.T @ B.T)

@@ -1,5 +1,8 @@
-"""The Kaldi-style shell helpers under utils/: behaviour on good and bad data dirs."""
+"""The Kaldi-style shell helpers under utils/: behaviour on good and bad data dirs; tools/install.sh."""
+import hashlib
 import os
+import re
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -228,9 +231,50 @@ def test_run_pl_pipeline_and_bad_log_name(tmp_path):
 
 
 # ---------------------------------------------------------------- tools/install.sh
-def test_install_is_idempotent_and_checks_options():
-    install = UTILS.parent / "tools" / "install.sh"
-    r = run(install)  # the suite runs inside a complete venv: a second install only checks
-    assert r.returncode == 0 and "is complete" in r.stdout
+def install_copy(root: Path, stamp_matches: bool) -> Path:
+    """tools/install.sh, its pins and pyproject.toml copied under ``root``, with a stub venv whose python
+    fails if it is ever run (so nothing can be installed, whatever the script decides) and whose stamp does
+    or does not match the pins (the script's own formula: sha1 of the pins and pyproject.toml, + espnet)."""
+    top = UTILS.parent
+    (root / "tools" / "venv" / "bin").mkdir(parents=True)
+    for name in ("tools/install.sh", "tools/requirements.txt", "pyproject.toml"):
+        shutil.copy(top / name, root / name)
+    python = root / "tools" / "venv" / "bin" / "python"
+    python.write_text("#!/bin/sh\necho 'stub venv python: nothing may be installed here' >&2\nexit 1\n")
+    python.chmod(0o755)
+    espnet = re.search(r"^espnet_version=(\S+)$", (top / "tools" / "install.sh").read_text(), re.M).group(1)
+    digest = hashlib.sha1((top / "tools" / "requirements.txt").read_bytes() + (top / "pyproject.toml").read_bytes())
+    stamp = f"{digest.hexdigest()}-espnet{espnet}" if stamp_matches else "stale"
+    (root / "tools" / "venv" / ".hdmole-installed").write_text(stamp + "\n")
+    return root / "tools" / "install.sh"
+
+
+def test_install_with_a_current_stamp_only_checks(tmp_path):
+    """Hermetic: a copy of the script and a stub venv, never the real tools/venv (a stale stamp there
+    would mean a network install in the middle of the suite)."""
+    install = install_copy(tmp_path, stamp_matches=True)
+    r = run(install)
+    assert r.returncode == 0 and "is complete" in r.stdout, r.stderr
+    assert not (tmp_path / "tools" / "install.log").exists()  # it did not start installing
     r = run(install, "--bogus")
     assert r.returncode == 2 and "unknown option '--bogus'" in r.stderr
+
+
+def test_install_with_a_stale_stamp_reinstalls(tmp_path):
+    install = install_copy(tmp_path, stamp_matches=False)
+    r = run(install)
+    # It went for pip (the stub python refused): the stamp is what makes a second run a no-op.
+    assert r.returncode == 1 and "pip failed while installing pip" in r.stderr
+    assert "stub venv python" in (tmp_path / "tools" / "install.log").read_text()
+
+
+def test_install_names_missing_debian_packages(tmp_path):
+    """Without sox (and without apt-get, so nothing is installed even as root) it stops and says what to install."""
+    install = install_copy(tmp_path, stamp_matches=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "dirname", "cat", "sha1sum", "cut", "id", "sed", "espeak-ng"):
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    r = subprocess.run(["bash", str(install)], capture_output=True, text=True, env={**ENV, "PATH": str(bin_dir)})
+    assert r.returncode == 1
+    assert "missing Debian packages: sox. Install them with: sudo apt-get install sox" in r.stderr

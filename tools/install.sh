@@ -80,7 +80,7 @@ pip() { "$venv/bin/python" -m pip --disable-pip-version-check "$@"; }
 # Names the package that failed, from pip's own messages, so the user knows what to look at.
 pip_failed() {
   local what
-  what=$(grep -hoE "(No matching distribution found for|Could not find a version that satisfies the requirement|Failed building wheel for|Failed to build) [^ ]+" "$log" | tail -1)
+  what=$(grep -hoE "(No matching distribution found for|Could not find a version that satisfies the requirement|Failed building wheel for|Failed to build) [^ ]+" "$log" | tail -1 || true)  # none found: still die below
   die "pip failed while installing ${1}${what:+: $what} (full log: $log)"
 }
 

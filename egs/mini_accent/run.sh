@@ -19,6 +19,7 @@ beam=4            # decoding beam: 4 measured 6.6 CER points better than greedy 
 data_dir=""       # default: data (fast: data_fast)
 dump_dir=""       # default: dump (fast: dump_fast)
 exp_dir=""        # default: exp (fast: exp_fast)
+extra_train_args=""  # appended to every training call, e.g. "--override optim.max_steps=300" (tests)
 help_message="Usage: ./run.sh [options]   (see the header of this file and README.md)"
 . ./path.sh
 . utils/parse_options.sh
@@ -36,6 +37,7 @@ if $fast; then
   train_args="--override model=conf/model_fast.yaml --override optim.max_steps=6 --override optim.warmup_steps=2"
   train_args+=" --override checkpoint.every_steps=3 --override data.max_frames=4000"
 fi
+train_args+="${extra_train_args:+ $extra_train_args}"
 data_dir=${data_dir:-data$suffix}
 dump_dir=${dump_dir:-dump$suffix}
 exp_dir=${exp_dir:-exp$suffix}

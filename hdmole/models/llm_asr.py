@@ -198,22 +198,47 @@ class LLMASR(nn.Module):
             return text_in, text_lens + 1, targets, text_lens + 1
         return text_ids, text_lens, targets, text_lens + 1
 
-    def forward(self, batch: dict, compute_asr: bool = True) -> dict:
+    @staticmethod
+    def loss_counts(batch: dict, compute_asr: bool = True) -> dict[str, int]:
+        """What each loss term of ``forward`` averages over in ``batch``, read from the batch alone (before
+        any forward pass): ``utterances`` (L_accent), and with ``compute_asr`` ``tokens`` (L_asr: text + eos)
+        and ``ctc_tokens`` (L_ctc: text). A trainer sums them over every micro-batch and rank of an optimizer
+        step and passes the sums to ``forward(normalisers=...)``."""
+        text_lens = batch["text_lens"]
+        counts = {"utterances": int(text_lens.numel())}
+        if compute_asr:
+            counts["tokens"] = int(text_lens.sum()) + int(text_lens.numel())
+            counts["ctc_tokens"] = int(text_lens.sum())
+        return counts
+
+    def forward(self, batch: dict, compute_asr: bool = True, normalisers: dict | None = None) -> dict:
         """Losses for one batch.
 
         ``batch``: ``feats, feat_lens`` (or cached ``enc_out, enc_lens``), ``text_ids, text_lens`` and
         optionally ``accents``. Returns ``loss`` (total), ``loss_asr``, ``acc``, ``num_tokens`` and, where
         they apply, ``loss_ctc``, ``loss_accent``, ``accent_acc``. ``compute_asr=False`` skips the
         projector and the LLM (router stage): then ``loss`` is the accent cross-entropy alone.
+
+        ``objective`` is what a trainer back-propagates: ``loss`` itself, or with ``normalisers`` (the
+        ``loss_counts`` summed over all the batches of one optimizer step, on every rank) each term's sum over
+        this batch divided by its count over the whole step. Summed over the step's batches it is then the
+        loss of the step's data as one batch (per-token mean for L_asr and L_ctc, per-utterance for
+        L_accent), however the data is split over ranks and micro-batches.
         """
         out: dict = {}
         enc_out, enc_lens, probs = self._speech_and_route(batch, out)
         text_ids = batch["text_ids"].to(enc_out.device)
         text_lens = batch["text_lens"].to(enc_out.device)
+        # (weight, mean over this batch, its count here, the loss_counts key of that count)
+        terms = []
+        if "loss_accent" in out:
+            n_utts = int(text_lens.numel())
+            terms.append((self.accent_weight if compute_asr else 1.0, out["loss_accent"], n_utts, "utterances"))
         if not compute_asr:
             if "loss_accent" not in out:
                 raise ValueError("compute_asr=False needs a global_router and batch['accents']")
             out["loss"] = out["loss_accent"]
+            out["objective"] = _objective(terms, normalisers, out["loss"])
             return out
         total = 0.0
         # CTC trains the encoder (base mode); once the head is frozen its loss is a constant: skip it.
@@ -227,6 +252,7 @@ class LLMASR(nn.Module):
                 ctc_ids, ctc_lens = text_ids, text_lens
             out["loss_ctc"] = self._ctc_loss(enc_out, enc_lens, ctc_ids, ctc_lens)
             total = total + self.ctc_weight * out["loss_ctc"]
+            terms.append((self.ctc_weight, out["loss_ctc"], int(text_lens.sum()), "ctc_tokens"))
         if "loss_accent" in out:
             total = total + self.accent_weight * out["loss_accent"]
         with self.routing(probs):
@@ -247,7 +273,18 @@ class LLMASR(nn.Module):
         out["acc"] = (logits.argmax(-1) == gold).float().mean().detach()
         out["num_tokens"] = int(gold.numel())
         out["loss"] = total + out["loss_asr"]
+        terms.append((1.0, out["loss_asr"], out["num_tokens"], "tokens"))
+        out["objective"] = _objective(terms, normalisers, out["loss"])
         return out
+
+
+def _objective(terms: list, normalisers: dict | None, loss: torch.Tensor) -> torch.Tensor:
+    """``sum_t weight_t * mean_t * count_t / normaliser_t``: each term's sum over the batch divided by its
+    count over the whole optimizer step (``loss`` itself without normalisers). Counts are clamped at 1 as
+    the means' own denominators are (a batch of empty texts has a CTC sum but no CTC tokens)."""
+    if normalisers is None:
+        return loss
+    return sum(weight * mean * (max(count, 1) / max(normalisers[key], 1)) for weight, mean, count, key in terms)
 
 
 def _prompt_ids(prompt, tokenizer) -> list[int]:

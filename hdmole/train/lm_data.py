@@ -167,8 +167,14 @@ def build_text_loader(path, tokenizer, *, max_tokens: int, shuffle: bool, seed: 
     return torch.utils.data.DataLoader(dataset, batch_sampler=sampler, collate_fn=dataset.collate)
 
 
-def lm_forward(llm, batch: dict) -> dict:
-    """Causal-LM loss and next-token accuracy, in the same shape as LLMASR.forward's output."""
+def lm_loss_counts(batch: dict) -> dict[str, int]:
+    """The number of predicted tokens of a text batch (what its loss averages over); see LLMASR.loss_counts."""
+    return {"tokens": int((batch["labels"][:, 1:] != -100).sum())}
+
+
+def lm_forward(llm, batch: dict, normalisers: dict | None = None) -> dict:
+    """Causal-LM loss and next-token accuracy, in the same shape as LLMASR.forward's output (``objective``:
+    the loss summed over this batch's tokens and divided by ``normalisers["tokens"]``, the step's count)."""
     out = llm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
               use_cache=False)
     with torch.no_grad():
@@ -176,4 +182,6 @@ def lm_forward(llm, batch: dict) -> dict:
         gold = batch["labels"][:, 1:]
         valid = gold != -100
         acc = (pred[valid] == gold[valid]).float().mean()
-    return {"loss": out.loss, "acc": acc, "num_tokens": int(valid.sum())}
+    n = int(valid.sum())
+    objective = out.loss if normalisers is None else out.loss * (max(n, 1) / max(normalisers["tokens"], 1))
+    return {"loss": out.loss, "objective": objective, "acc": acc, "num_tokens": n}

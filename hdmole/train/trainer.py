@@ -4,11 +4,21 @@ AdamW with warmup + decay (transformers' schedulers), gradient clipping and accu
 ``torchrun`` (gloo on CPU, nccl on GPU), bf16 autocast on GPU, a tqdm bar and a log file, atomic
 checkpoints (the last N plus the best on dev), exact resume after a kill (model, optimizer, scheduler,
 RNG and the position in the epoch are restored), and a clear stop on a non-finite loss.
+
+One optimizer step takes ``optim.accum_grad`` batches on each rank (fewer at the end of an epoch: a step
+never spans two epochs, so a checkpoint always lies between two steps' batches and resume is exact). The
+step's loss is normalised over all of them: the batches' ``loss_counts`` (tokens, utterances) are summed
+over the micro-batches and all-reduced over the ranks first, and each batch back-propagates its loss sum
+divided by those totals (times the world size, which DDP's gradient averaging divides out). So W ranks x
+A micro-batches give the gradient of one process on the concatenated batches (per-token mean), not the
+mean of per-batch means (which weighted a short batch's tokens more), and the logged ``loss`` is that
+step loss over every rank; the other logged values are rank 0's per-batch means.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -29,10 +39,11 @@ from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
 from hdmole.train.config import ConfigError, TrainConfig
 from hdmole.train.encoder_cache import EncoderCache
-from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward
+from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward, lm_loss_counts
 from hdmole.train.setup import prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
+LOGGED = ("loss_asr", "loss_ctc", "loss_accent", "acc")  # per-batch values averaged into the log records
 
 
 class NonFiniteLossError(RuntimeError):
@@ -164,12 +175,13 @@ class Trainer:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    def forward(self, net: nn.Module, batch: dict) -> dict:
-        """One batch through ``net``: the model (or the bare LLM in lm mode), DDP-wrapped when training."""
+    def forward(self, net: nn.Module, batch: dict, normalisers: dict | None = None) -> dict:
+        """One batch through ``net``: the model (or the bare LLM in lm mode), DDP-wrapped when training;
+        ``normalisers``: the step's loss counts (see ``step_normalisers``)."""
         with self._autocast():
             if self.config.mode == "lm":
-                return lm_forward(net, batch)
-            out = net(batch, compute_asr=self.config.mode != "router")
+                return lm_forward(net, batch, normalisers)
+            out = net(batch, compute_asr=self.config.mode != "router", normalisers=normalisers)
             if self.config.mode == "router":
                 out["acc"] = out["accent_acc"]
             return out
@@ -262,18 +274,46 @@ class Trainer:
             rec.set_domain_labels([self.accents.names[int(a)] for a in batch["accents"]])
         return rec
 
-    def train_step(self, batch: dict, record: bool) -> tuple[dict, dict | None]:
+    def step_normalisers(self, window: list[dict]) -> dict[str, int]:
+        """The loss counts (tokens, utterances) of one optimizer step's batches, summed over the ranks."""
+        if self.config.mode == "lm":
+            counts = [lm_loss_counts(b) for b in window]
+        else:
+            counts = [self.model.loss_counts(b, compute_asr=self.config.mode != "router") for b in window]
+        keys = sorted(counts[0])
+        totals = torch.tensor([sum(c[k] for c in counts) for k in keys], dtype=torch.float64, device=self.device)
+        if self.world > 1:
+            dist.all_reduce(totals)
+        return {k: int(v) for k, v in zip(keys, totals.tolist())}
+
+    def train_step(self, window: list[dict], record: bool) -> tuple[list[dict], dict | None, torch.Tensor]:
+        """Forward and backward of one optimizer step's batches (gradients synchronised on the last one).
+        Returns each batch's logged values (floats), the routing statistics of the last batch (when
+        ``record``) and this rank's share of the step loss."""
         model = self.ddp if self.ddp is not None else self.net
-        accum = self.config.optim.accum_grad
-        sync = (self.batch_in_epoch % accum == 0)
-        rec = self._routing_recorder(batch) if record else None
-        with (rec if rec is not None else contextlib.nullcontext()):
-            with (model.no_sync() if self.ddp is not None and not sync else contextlib.nullcontext()):
-                out = self.forward(model, batch)
-                if not self._all_finite(out["loss"]):
-                    raise NonFiniteLossError(str(float(out["loss"].detach())))
-                (out["loss"] / accum).backward()
-        return out, (rec.summary() if rec is not None else None)
+        normalisers = self.step_normalisers(window)
+        outs, step_loss = [], torch.zeros((), dtype=torch.float64, device=self.device)
+        rec = None
+        for i, batch in enumerate(window):
+            batch = self._to_device(batch)
+            last = i == len(window) - 1
+            rec = self._routing_recorder(batch) if record and last else None
+            with (rec if rec is not None else contextlib.nullcontext()):
+                with (model.no_sync() if self.ddp is not None and not last else contextlib.nullcontext()):
+                    out = self.forward(model, batch, normalisers)
+                    if not self._all_finite(out["loss"]):
+                        raise NonFiniteLossError(str(float(out["loss"].detach())))
+                    # DDP averages the ranks' gradients: scaled by the world size, the sum over ranks remains.
+                    (out["objective"] * self.world).backward()
+            step_loss += out["objective"].detach().double()
+            outs.append({k: float(out[k].detach()) for k in LOGGED if k in out})
+        return outs, (rec.summary() if rec is not None else None), step_loss
+
+    def _global_sum(self, value: torch.Tensor) -> float:
+        if self.world > 1:
+            value = value.clone()
+            dist.all_reduce(value)
+        return float(value)
 
     def run(self) -> dict:
         c = self.config
@@ -286,28 +326,35 @@ class Trainer:
                    dynamic_ncols=True)
         t0 = time.time()
         running: dict[str, float] = {}
+        # This rank's share of the loss of the steps since the last log record (summed over ranks when logged).
+        interval_loss, interval_steps = torch.zeros((), dtype=torch.float64, device=self.device), 0
         try:
             while self.step < c.optim.max_steps and self.epoch < c.optim.max_epochs:
                 sampler = self.train_loader.batch_sampler
                 sampler.set_epoch(self.epoch, skip_batches=self.batch_in_epoch)
-                for batch in self.train_loader:
-                    batch = self._to_device(batch)
-                    self.batch_in_epoch += 1
+                batches = iter(self.train_loader)
+                epoch_done = False
+                while self.step < c.optim.max_steps:
+                    window = list(itertools.islice(batches, c.optim.accum_grad))
+                    if not window:  # every rank has as many batches, so all ranks end the epoch together
+                        epoch_done = True
+                        break
+                    self.batch_in_epoch += len(window)
                     record = (self.step + 1) % c.log_every == 0
                     try:
-                        out, routing = self.train_step(batch, record)
+                        outs, routing, step_loss = self.train_step(window, record)
                     except NonFiniteLossError as e:
                         self.save()
                         raise NonFiniteLossError(
                             f"non-finite loss ({e}) at step {self.step + 1}; the state before it is saved in "
                             f"{self.exp_dir}/ckpt-{self.step}.pt. Lower optim.lr or raise optim.warmup_steps, "
                             "check the data of this batch, then resume.") from None
-                    for k in ("loss", "loss_asr", "loss_ctc", "loss_accent", "acc"):
-                        if k in out:
-                            running[k] = running.get(k, 0.0) + float(torch.as_tensor(out[k]).detach())
-                    running["n"] = running.get("n", 0) + 1
-                    if self.batch_in_epoch % c.optim.accum_grad:
-                        continue
+                    for out in outs:
+                        for k, v in out.items():
+                            running[k] = running.get(k, 0.0) + v
+                        running["n"] = running.get("n", 0) + 1
+                    interval_loss += step_loss
+                    interval_steps += 1
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.optim.grad_clip)
                     self.optimizer.step()
                     self.scheduler.step()
@@ -316,12 +363,14 @@ class Trainer:
                     bar.update(1)
                     if record:
                         n = running.pop("n")
+                        loss = self._global_sum(interval_loss) / interval_steps
                         entry = {"step": self.step, "epoch": self.epoch, "lr": self.scheduler.get_last_lr()[0],
                                  "grad_norm": float(grad_norm), "elapsed": self.train_seconds + time.time() - t0,
-                                 **{k: v / n for k, v in running.items()}}
+                                 "loss": loss, **{k: v / n for k, v in running.items()}}
                         if routing:
                             entry["routing"] = routing
                         running = {}
+                        interval_loss, interval_steps = torch.zeros_like(interval_loss), 0
                         bar.set_postfix(loss=f"{entry['loss']:.3f}", acc=f"{entry.get('acc', 0):.3f}")
                         log.info("step %d: %s", self.step, " ".join(f"{k}={v:.4g}" for k, v in entry.items()
                                                                     if isinstance(v, float) and k != "elapsed"))
@@ -329,9 +378,7 @@ class Trainer:
                     if self.step % c.checkpoint.every_steps == 0 or self.step >= c.optim.max_steps:
                         self._end_of_interval(t0)
                         t0 = time.time()
-                    if self.step >= c.optim.max_steps:
-                        break
-                else:
+                if epoch_done:
                     self.epoch += 1
                     self.batch_in_epoch = 0
         finally:

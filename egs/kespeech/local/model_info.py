@@ -34,6 +34,9 @@ def mel_bins(encoder: dict, source: str) -> int:
     name = str(encoder.get("name_or_path", ""))
     if not name:
         fail(f"{source}: encoder needs name_or_path (a hub id or a local dir) or config")
+    # transformers returns a default config (80 bins) for a directory without config.json instead of failing
+    if Path(name).exists() and not (Path(name) / "config.json").is_file():
+        fail(f"{source}: {name} has no readable Whisper config.json")
     try:
         from transformers import WhisperConfig
 

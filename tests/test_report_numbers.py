@@ -1,0 +1,94 @@
+"""RESULTS.md's numbers recomputed from the files they come from: each CER cell from the reference and
+hypothesis texts (an edit distance written here, through hdmole.bin.score's cer.json), the average accent
+CER as the mean of the accent sets' CERs (not the source set's, not pooled over characters), and "% of
+full FT" from the trainable and full-fine-tuning sizes in train_summary.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from report_fixtures import results_table
+
+from hdmole.bin import report, score
+
+ACCENT_SETS = ["test_A", "test_B"]
+STD_SET = "test_std"
+REFS = {  # (utt_id, accent) -> reference; sets of different sizes so that pooling and averaging differ
+    "test_std": {"s1-001": "今天天气很好", "s1-002": "我们是中国人"},
+    "test_A": {"a1-001": "学生上课"},
+    "test_B": {"b1-001": "知识就是力量", "b1-002": "春天来了", "b1-003": "山上有树"},
+}
+HYPS = {  # system -> set -> utt -> hypothesis
+    "base": {"test_std": {"s1-001": "今天天气很好", "s1-002": "我们是国人"},
+             "test_A": {"a1-001": "学上课了"},
+             "test_B": {"b1-001": "知识是力量", "b1-002": "春天来", "b1-003": "山有书"}},
+    "full_ft": {"test_std": {"s1-001": "今天天气很好", "s1-002": "我们是中国人"},
+                "test_A": {"a1-001": "学生上课"},
+                "test_B": {"b1-001": "知识就是力量", "b1-002": "春来了", "b1-003": "山上有树"}},
+    "hdmole": {"test_std": {"s1-001": "今天天气好", "s1-002": "我们是中国人"},
+               "test_A": {"a1-001": "学生课"},
+               "test_B": {"b1-001": "知识就是力量", "b1-002": "春天来了", "b1-003": "山上又树"}},
+}
+SUMMARIES = {
+    "base": {"mode": "base", "trainable_params": 5000, "train_seconds": 99.0},
+    "full_ft": {"mode": "adapt", "trainable_params": 4096, "full_ft_params": 4096, "train_seconds": 30.0},
+    "hdmole": {"mode": "adapt", "trainable_params": 393, "full_ft_params": 4096, "train_seconds": 41.0},
+}
+
+
+def edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def cer(refs: dict[str, str], hyps: dict[str, str]) -> float:
+    return 100.0 * sum(edit_distance(refs[u], hyps[u]) for u in refs) / sum(len(r) for r in refs.values())
+
+
+def write_text(path: Path, rows: dict[str, str]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{u} {t}\n" for u, t in sorted(rows.items())), encoding="utf-8")
+
+
+def test_results_table_numbers_are_recomputed_from_their_source_files(tmp_path):
+    exp = tmp_path / "exp"
+    for system, sets in HYPS.items():
+        (exp / system).mkdir(parents=True)
+        (exp / system / "train_summary.json").write_text(json.dumps(SUMMARIES[system]))
+        for test_set, hyps in sets.items():
+            write_text(tmp_path / "data" / test_set / "text", REFS[test_set])
+            out = exp / system / f"decode_{test_set}"
+            write_text(out / "text", hyps)
+            assert score.main(["--ref", str(tmp_path / "data" / test_set / "text"), "--hyp", str(out / "text"),
+                               "--out", str(out)]) == 0
+    results = tmp_path / "RESULTS.md"
+    assert report.main(["--exp-dir", str(exp), "--systems", *HYPS, "--std-set", STD_SET, "--accent-sets",
+                        *ACCENT_SETS, "--out", str(results)]) == 0
+    table = results_table(results.read_text(encoding="utf-8"))
+    assert list(table) == list(HYPS)
+
+    for system, sets in HYPS.items():
+        row = table[system]
+        cers = {s: cer(REFS[s], sets[s]) for s in sets}
+        for test_set in ACCENT_SETS:
+            assert row[test_set.removeprefix("test_")] == f"{cers[test_set]:.2f}", (system, test_set)
+        assert row["std (source)"] == f"{cers[STD_SET]:.2f}"
+        average = sum(cers[s] for s in ACCENT_SETS) / len(ACCENT_SETS)
+        assert row["avg accent"] == f"{average:.2f}", system
+        pooled = cer({u: r for s in ACCENT_SETS for u, r in REFS[s].items()},
+                     {u: h for s in ACCENT_SETS for u, h in sets[s].items()})
+        if system != "full_ft":  # the average is per set, not pooled over characters (they differ here)
+            assert f"{pooled:.2f}" != row["avg accent"]
+        summary = SUMMARIES[system]
+        if summary["mode"] == "adapt":
+            assert row["trainable params"] == f"{summary['trainable_params']:,}"
+            assert row["% of full FT"] == f"{100.0 * summary['trainable_params'] / summary['full_ft_params']:.1f}"
+            assert row["train time (s)"] == f"{summary['train_seconds']:.0f}"
+        else:  # the base model adapts nothing
+            assert (row["trainable params"], row["% of full FT"], row["train time (s)"]) == ("0", "–", "–")
+    assert table["hdmole"]["% of full FT"] == "9.6"  # 393 / 4096
