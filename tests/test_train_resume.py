@@ -15,7 +15,8 @@ import torch
 from train_fixtures import Corpus, model_state, step_log, train_and_kill
 
 from hdmole.bin import train
-from hdmole.train.checkpoint import latest_checkpoint, load_state
+from hdmole.models.checkpoint import read_checkpoint as load_state
+from hdmole.train.checkpoint import latest_checkpoint
 
 pytestmark = pytest.mark.slow
 

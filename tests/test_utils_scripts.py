@@ -242,9 +242,15 @@ def install_copy(root: Path, stamp_matches: bool) -> Path:
     python = root / "tools" / "venv" / "bin" / "python"
     python.write_text("#!/bin/sh\necho 'stub venv python: nothing may be installed here' >&2\nexit 1\n")
     python.chmod(0o755)
-    espnet = re.search(r"^espnet_version=(\S+)$", (top / "tools" / "install.sh").read_text(), re.M).group(1)
+    script = (top / "tools" / "install.sh").read_text()
+    espnet = re.search(r"^espnet_version=(\S+)$", script, re.M).group(1)
+    kenlm = re.search(r"^kenlm_version=(\S+)$", script, re.M).group(1)
     digest = hashlib.sha1((top / "tools" / "requirements.txt").read_bytes() + (top / "pyproject.toml").read_bytes())
-    stamp = f"{digest.hexdigest()}-espnet{espnet}" if stamp_matches else "stale"
+    stamp = f"{digest.hexdigest()}-espnet{espnet}-kenlm{kenlm}" if stamp_matches else "stale"
+    lmplz = root / "tools" / "kenlm" / "bin" / "lmplz"  # a built KenLM is part of a complete install
+    lmplz.parent.mkdir(parents=True)
+    lmplz.write_text("#!/bin/sh\nexit 1\n")
+    lmplz.chmod(0o755)
     (root / "tools" / "venv" / ".hdmole-installed").write_text(stamp + "\n")
     return root / "tools" / "install.sh"
 
@@ -269,11 +275,12 @@ def test_install_with_a_stale_stamp_reinstalls(tmp_path):
 
 
 def test_install_names_missing_debian_packages(tmp_path):
-    """Without sox (and without apt-get, so nothing is installed even as root) it stops and says what to install."""
+    """Without sox (and without apt-get, so nothing is installed even as root) it stops and says what to install.
+    (KenLM's build tools and headers are there: tools/install.sh installed them before the tests run.)"""
     install = install_copy(tmp_path, stamp_matches=True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "dirname", "cat", "sha1sum", "cut", "id", "sed", "espeak-ng"):
+    for tool in ("bash", "dirname", "cat", "sha1sum", "cut", "id", "sed", "espeak-ng", "cmake", "g++"):
         (bin_dir / tool).symlink_to(shutil.which(tool))
     r = subprocess.run(["bash", str(install)], capture_output=True, text=True, env={**ENV, "PATH": str(bin_dir)})
     assert r.returncode == 1

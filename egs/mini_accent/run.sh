@@ -16,6 +16,10 @@ nj=2
 systems=all       # or a list: "lora hdmole" (python -m hdmole.bin.systems all lists them)
 fast=false        # tiny corpus + tiny model (tests, smoke runs); its outputs go to *_fast dirs
 beam=4            # decoding beam: 4 measured 6.6 CER points better than greedy on the base model
+ngram_order=4     # character 4-gram of the LM text (KenLM), shallow-fused into every system's beam search
+ngram_weight=0.3  # fusion weight, chosen on dev_std (README.md, "Development measurements")
+seeds=1           # stage 5: every system trained with seeds 1..N (mean and spread in RESULTS.md)
+jobs=2            # stages 5-6: two systems side by side, one thread each (on 2 cores: 1.7x one at a time)
 data_dir=""       # default: data (fast: data_fast)
 dump_dir=""       # default: dump (fast: dump_fast)
 exp_dir=""        # default: exp (fast: exp_fast)
@@ -59,4 +63,6 @@ run_shared_stages --nj "$nj" \
   --std-test test_std --accent-tests "$accent_tests" \
   --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" --lm-lexicon "$data_dir/lexicon.txt" \
   --data-dir "$data_dir" --dump-dir "$dump_dir" --exp-dir "$exp_dir" --results-dir "$results_dir" \
+  --pitch true --ctc-text phones \
+  --ngram-order "$ngram_order" --ngram-weight "$ngram_weight" --llm-only-beam 1 --seeds "$seeds" --jobs "$jobs" \
   --beam "$beam" --train-args "$train_args"

@@ -151,7 +151,9 @@ def main(argv: list[str] | None = None) -> int:
             parts += [f"## Which experts each domain uses ({label(args.routing_set)})\n",
                       "Share of each domain's routing weight carried by that domain's own experts, per adapted layer "
                       "(the expert-domain correspondence); for the source domain of a system with a source-preserving "
-                      "path, the mean scale of the update (0: the base model exactly).\n", correspondence]
+                      "path, the mean scale of the update (0: the base model exactly). Systems with local routing only "
+                      "(mole_*, hdmole_no_global) are not listed: nothing ties their experts to a domain.\n",
+                      correspondence]
     if args.stage_times:
         times = stage_times_table(args.stage_times)
         if times:

@@ -45,7 +45,10 @@ def char_corpus(text_path: Path, out) -> int:
 
 
 def find_lmplz(explicit: str | None) -> str:
-    candidate = explicit or shutil.which("lmplz")
+    # tools/install.sh builds it into the repository's tools/kenlm/bin (path.sh puts that on PATH; a caller
+    # without path.sh, e.g. pytest run directly, still finds it there)
+    built = Path(__file__).resolve().parents[2] / "tools" / "kenlm" / "bin" / "lmplz"
+    candidate = explicit or shutil.which("lmplz") or (str(built) if built.exists() else None)
     if not candidate or not os.access(candidate, os.X_OK):
         raise SystemExit("hdmole.bin.train_ngram: KenLM's lmplz was not found"
                          + (f" at {explicit}" if explicit else " on PATH")

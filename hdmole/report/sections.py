@@ -129,8 +129,8 @@ def correspondence_section(exp_root: Path, systems: list[str], routing_set: str)
         config = json.loads(summary_file.read_text()).get("adapter_config") or {}
         stats = json.loads(stats_file.read_text())
         names = stats.pop("_accents", None)
-        if not names or not config:
-            continue
+        if not names or not config or config.get("routing") == "local":
+            continue  # a local router learns no domain labels: its expert k belongs to no domain
         owners = expert_domains(config, len(names))
         for layer, entry in stats.items():
             cells = []
