@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import kaldi_native_fbank as knf
 import numpy as np
 
 from hdmole.data.errors import DataError
@@ -46,7 +45,11 @@ class FbankConfig:
                 raise ValueError(f"whisper features have 80 (large-v2, small, ...) or 128 (large-v3) mel bins, "
                                  f"not {self.num_mel_bins}; use the encoder's num_mel_bins")
 
-    def to_options(self) -> knf.FbankOptions:
+    def to_options(self):
+        # Imported where used: tools that only build models (hdmole.bin.bench_scale on a GPU machine without
+        # the feature extractor) import hdmole.data too.
+        import kaldi_native_fbank as knf
+
         options = knf.FbankOptions()
         options.frame_opts.samp_freq = float(self.sample_rate)
         options.frame_opts.frame_length_ms = self.frame_length_ms
@@ -70,6 +73,8 @@ def compute_fbank(samples: np.ndarray, config: FbankConfig = FbankConfig()) -> n
     same options the output matches Kaldi's compute-fbank-feats. Raises DataError when the audio is shorter
     than one frame.
     """
+    import kaldi_native_fbank as knf
+
     extractor = knf.OnlineFbank(config.to_options())
     extractor.accept_waveform(float(config.sample_rate), np.ascontiguousarray(samples, dtype=np.float32) * 32768.0)
     extractor.input_finished()
