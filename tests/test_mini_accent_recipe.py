@@ -71,6 +71,17 @@ def test_every_stage_writes_its_outputs(recipe):
             hyps = (exp / system / f"decode_{name}" / "text").read_text().splitlines()
             assert [h.split(" ", 1)[0] for h in hyps] == [u.split(" ", 1)[0] for u in utts]
             assert (exp / system / f"decode_{name}" / "cer.json").is_file()
+    # stage 4: the router's 5 x 5 confusion matrices (rows: the true domain) on dev_accent, which holds every
+    # domain, and on the test sets together
+    for name, utterances in (("dev_accent", "dev_accent"), ("test_all", None)):
+        matrix = json.loads((exp / "router" / f"router_{name}.json").read_text())["confusion"]
+        assert len(matrix) == 5 and all(len(row) == 5 for row in matrix)
+        counted = [sum(row) for row in matrix]
+        if utterances:
+            labels = [line.split()[1] for line in (data / utterances / "utt2accent").read_text().splitlines()]
+            assert counted == [labels.count(a) for a in accents] and counted[0] > 0  # Mandarin is in dev
+        else:
+            assert counted == [len((data / t / "text").read_text().splitlines()) for t in test_sets]
     results = (exp / "RESULTS.md").read_text()
     for system in ["base", *SYSTEMS]:
         assert f"| {system} |" in results
