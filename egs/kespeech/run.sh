@@ -32,6 +32,7 @@ std_test=test_aishell
 accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern test_Lan-Yin test_Jiang-Huai test_Ji-Lu test_Jiao-Liao"
 exp_dir=""                  # default exp/<model config name>
 beam=1
+decode_nj=1                 # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
 decode_batch_frames=20000
 train_args=""               # extra hdmole.bin.train arguments, e.g. "--override optim.max_steps=100"
 help_message="Usage: $0 [options]  (run inside egs/kespeech; see README.md)"
@@ -88,5 +89,5 @@ run_shared_stages --ngpu "$ngpu" --nj "$nj" \
   --tokenizer-conf "$tokenizer" \
   --feature-type whisper --num-mel-bins "$num_mel_bins" --use-cmvn false \
   --data-dir "$feat_data" --dump-dir "dump/whisper$num_mel_bins" --exp-dir "$exp_dir" \
-  --beam "$beam" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
+  --beam "$beam" --decode-nj "$decode_nj" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
   --train-args "--override model=$model_conf $train_args"

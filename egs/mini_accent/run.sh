@@ -16,6 +16,7 @@ nj=2
 systems=all       # or a list: "lora hdmole" (python -m hdmole.bin.systems all lists them)
 fast=false        # tiny corpus + tiny model (tests, smoke runs); its outputs go to *_fast dirs
 beam=4            # decoding beam: 4 measured 6.6 CER points better than greedy on the base model
+decode_nj=1       # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
 data_dir=""       # default: data (fast: data_fast)
 dump_dir=""       # default: dump (fast: dump_fast)
 exp_dir=""        # default: exp (fast: exp_fast)
@@ -59,4 +60,4 @@ run_shared_stages --nj "$nj" \
   --std-test test_std --accent-tests "$accent_tests" \
   --lm-text "$data_dir/lm_train.txt" --lm-dev-text "$data_dir/lm_dev.txt" --lm-lexicon "$data_dir/lexicon.txt" \
   --data-dir "$data_dir" --dump-dir "$dump_dir" --exp-dir "$exp_dir" --results-dir "$results_dir" \
-  --beam "$beam" --train-args "$train_args"
+  --beam "$beam" --decode-nj "$decode_nj" --train-args "$train_args"
