@@ -3,7 +3,8 @@
 # prepares its data dirs (its stage 0, corpus-specific, in local/) and then calls this script from
 # the recipe directory with its set names and configs.
 #
-#   1 features   fbank for every set (dump/fbank/<set>), global CMVN on the source training set
+#   1 features   fbank for every set (dump/fbank/<set>), global CMVN on the source training set; with
+#                --feats-type raw only utt2num_frames + frontend.json per set (the loader computes the features)
 #   2 lm         sentencepiece tokenizer on the LM text, then text-only LLM pretraining (if conf/lm.yaml)
 #   3 base       source-domain LLM-ASR training (conf/base.yaml)
 #   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml)
@@ -55,6 +56,8 @@ decode_cmd=utils/run.pl    # below), these options override it; e.g. --decode-cm
 cuda_cmd=utils/run.pl
 decode_batch_frames=20000
 train_args=""              # extra arguments for every hdmole.bin.train call (e.g. --override ...)
+feats_type=fbank           # fbank: features dumped once (dump/fbank/<set>); raw: wav.scp kept, the data loader
+                           # computes the features (ESPnet's feats_type; no feature dumps: for corpora of 1,000s of hours)
 feature_type=fbank         # fbank | whisper (Whisper's own log-mel, for a pre-trained Whisper encoder)
 num_mel_bins=80            # whisper: 80, or 128 for whisper-large-v3
 use_cmvn=true              # global CMVN from the source training set (false for Whisper log-mel: already scaled)
@@ -79,6 +82,7 @@ need() {  # need <path> <stage that makes it>
   [ -e "$1" ] || die "$1 is missing: run stage $2 first (--stage $2)"
 }
 
+case "$feats_type" in fbank|raw) ;; *) die "--feats-type must be fbank or raw, not '$feats_type'" ;; esac
 accents=$data_dir/accents.txt
 cmvn=$dump_dir/cmvn.json
 mkdir -p "$exp_dir"
@@ -134,8 +138,11 @@ stage_features() {
   for set in $(all_sets); do
     need "$data_dir/$set/wav.scp" 0
     local pitch_arg=(); $pitch && pitch_arg=(--pitch)
+    # raw: only utt2num_frames and frontend.json, in the data dir; the log goes to the exp dir, not dump/
+    local feat_dir=$dump_dir/fbank/$set
+    [ "$feats_type" = raw ] && feat_dir=$exp_dir/frontend/$set
     python -m hdmole.bin.compute_fbank --nj "$nj" --feature-type "$feature_type" --num-mel-bins "$num_mel_bins" \
-      "${pitch_arg[@]}" --accents "$accents" "$data_dir/$set" "$dump_dir/fbank/$set"
+      "${pitch_arg[@]}" --feats-type "$feats_type" --accents "$accents" "$data_dir/$set" "$feat_dir"
   done
   if $use_cmvn; then [ -f "$cmvn" ] || python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"; fi
 }
@@ -180,9 +187,11 @@ stage_base() {
 
 test_all() {  # one data dir with every test set, so routing is measured over every domain at once
   local all=$dump_dir/test_all
-  if [ ! -f "$all/feats.scp" ]; then
+  [ "$feats_type" = raw ] && all=$data_dir/test_all  # raw writes nothing under dump/
+  if [ ! -f "$all/utt2num_frames" ]; then
     # shellcheck disable=SC2046
     utils/combine_data.sh "$all" $(for s in $std_test $accent_tests; do echo "$data_dir/$s"; done) >/dev/null
+    [ "$feats_type" = raw ] && cp "$data_dir/$std_test/frontend.json" "$all/"
   fi
   echo "$all"
 }
@@ -236,7 +245,7 @@ decoded_dirs() {  # the base model and every seed of every system
 decode_one() {  # decode_one <dir>: every test set in one call per job (the model is loaded once per job)
   local dir=$1 set fusion=()
   need "$exp_dir/$dir/best.pt" "$([ "$dir" = base ] && echo 3 || echo 5)"
-  for set in $std_test $accent_tests; do need "$data_dir/$set/feats.scp" 1; done
+  for set in $std_test $accent_tests; do need "$data_dir/$set/utt2num_frames" 1; done
   if [ "$ngram_order" -gt 0 ]; then
     need "$ngram" 2
     fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
