@@ -99,7 +99,7 @@ def recipe_checkout(root: Path) -> Path:
     """egs/kespeech as links under ``root`` so that run.sh writes data/, dump/, exp/ there, not in the repo."""
     recipe = root / "egs" / "kespeech"
     recipe.mkdir(parents=True)
-    for name in ("run.sh", "db.sh", "conf", "local", "path.sh", "utils"):
+    for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local", "path.sh", "utils"):
         (recipe / name).symlink_to(RECIPE / name)
     (root / "egs" / "TEMPLATE").symlink_to(ROOT / "egs" / "TEMPLATE")
     return recipe

@@ -12,7 +12,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import kaldiio
 import numpy as np
 import pytest
 import torch
@@ -88,18 +87,26 @@ def test_all_stages_run_through_the_template(recipe_run):
 
 
 @pytest.mark.slow  # the recipe_run fixture runs stages 0-7
-def test_features_are_whisper_log_mel_without_cmvn(recipe_run):
+def test_features_are_whisper_log_mel_computed_from_raw_audio_without_cmvn(recipe_run):
+    """The recipe's default --feats-type raw: no feature dumps at all; the loader computes Whisper log-mel."""
     from hdmole.data import read_wav
+    from hdmole.data.dataset import ASRDataset
     from hdmole.models.features import whisper_log_mel
 
-    data = recipe_run["recipe"] / "data" / "whisper80" / "train_aishell"
-    feats = kaldiio.load_scp(str(data / "feats.scp"))
+    recipe = recipe_run["recipe"]
+    data = recipe / "data" / "whisper80" / "train_aishell"
+    assert not (data / "feats.scp").exists()
+    assert json.loads((data / "frontend.json").read_text())["feature_type"] == "whisper"
+    dataset = ASRDataset(data, data.parent / "accents.txt")
     utt, wav = next(iter(line.split(" ", 1) for line in (data / "wav.scp").read_text().splitlines()))
     samples, _ = read_wav(wav.strip())
-    np.testing.assert_array_equal(feats[utt], whisper_log_mel(samples, 16000, num_mel_bins=80))
-    assert not (recipe_run["recipe"] / "dump" / "whisper80" / "cmvn.json").exists()
+    assert dataset[0]["utt_id"] == utt
+    np.testing.assert_array_equal(dataset[0]["feats"], whisper_log_mel(samples, 16000, num_mel_bins=80))
+    # Nothing under dump/: no features, no CMVN (Whisper log-mel is already scaled), test_all in data/.
+    dump = recipe / "dump"
+    assert not dump.exists() or not [p for p in dump.rglob("*") if p.is_file()]
     # Stage 0's own dirs hold no features: each feature type has its copy (data/whisper<bins>).
-    assert not (recipe_run["recipe"] / "data" / "train_aishell" / "feats.scp").exists()
+    assert not (recipe / "data" / "train_aishell" / "utt2num_frames").exists()
 
 
 @pytest.mark.slow  # the recipe_run fixture runs stages 0-7

@@ -99,6 +99,26 @@ def test_finished_stage_is_skipped(own_copy):
     assert (own_copy["exp_dir"] / "base" / "best.pt").stat().st_mtime_ns == before
 
 
+def test_decoding_split_over_jobs_gives_the_same_hypotheses(recipe, own_copy):
+    """--decode-nj 3: each test set split in 3 (utils/split_data.sh --per-utt), 3 jobs through cmd.sh's
+    decode_cmd (run.pl), merged: the same hypotheses, byte for byte, as the recipe's single job."""
+    exp = own_copy["exp_dir"]
+    for out in exp.glob("*/decode_*"):
+        shutil.rmtree(out)
+    result = run("--stage", 6, "--stop-stage", 6, "--systems", "hdmole", "--decode-nj", 3, **own_copy)
+    assert result.returncode == 0, result.stderr[-4000:]
+    texts = sorted(recipe["exp_dir"].glob("*/decode_*/text"))
+    assert len(texts) == 3 * 5  # base, lora, hdmole x 5 test sets; lora was not decoded again
+    for text in texts:
+        if text.parts[-3] == "lora":
+            continue
+        again = exp / text.relative_to(recipe["exp_dir"])
+        assert again.read_bytes() == text.read_bytes(), again
+        assert "nj 3\n" in (again.parent / "rtf").read_text()
+    for job in (1, 2, 3):
+        assert "# Ended (code 0)" in (exp / "hdmole" / "log" / f"decode.{job}.log").read_text()
+
+
 def test_stage_without_inputs_names_the_stage_to_run(recipe, tmp_path):
     result = run("--stage", 4, "--stop-stage", 4, data_dir=recipe["data_dir"], dump_dir=recipe["dump_dir"],
                  exp_dir=tmp_path / "empty_exp")

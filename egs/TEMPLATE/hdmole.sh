@@ -3,7 +3,8 @@
 # prepares its data dirs (its stage 0, corpus-specific, in local/) and then calls this script from
 # the recipe directory with its set names and configs.
 #
-#   1 features   fbank for every set (dump/fbank/<set>), global CMVN on the source training set
+#   1 features   fbank for every set (dump/fbank/<set>), global CMVN on the source training set; with
+#                --feats-type raw only utt2num_frames + frontend.json per set (the loader computes the features)
 #   2 lm         sentencepiece tokenizer on the LM text, then text-only LLM pretraining (if conf/lm.yaml)
 #   3 base       source-domain LLM-ASR training (conf/base.yaml)
 #   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml)
@@ -12,6 +13,10 @@
 #   6 decode     every system (and the base model) on every test set
 #   7 report     scoring, routing statistics, RESULTS.md with plots
 #
+# Decoding runs as jobs through $decode_cmd (Kaldi's cmd.sh: the recipe's ./cmd.sh sets the runners,
+# utils/run.pl on this machine or utils/slurm.pl on a SLURM cluster; --decode-cmd overrides it): with
+# --decode-nj N every test set is split into N parts (utils/split_data.sh --per-utt), job JOB decodes
+# part JOB of every set, and the parts are merged into <exp>/<model>/decode_<set>.
 # A finished stage is skipped when run again (each step checks its own outputs); a stage whose
 # inputs are missing says which stage to run first. Stage wall times go to exp/stage_times.tsv.
 set -euo pipefail
@@ -19,7 +24,13 @@ set -euo pipefail
 stage=1
 stop_stage=7
 nj=2                       # parallel jobs for features and decoding
-ngpu=0                     # >0: training runs with torchrun on that many GPUs
+ngpu=0                     # >0: training runs with torchrun on that many GPUs (per node)
+num_nodes=1                # >1: multi-node training (launcher.sh): the same command on every node, with
+node_rank=0                #   its --node-rank (0 = the node that also runs features, decoding, report) and
+master_addr=""             #   --master-addr HOST [--master-port P] (node 0's address), or
+master_port=29500
+rdzv_endpoint=""           #   --rdzv-endpoint HOST:PORT (torchrun's c10d rendezvous; --rdzv-id: default from the exp dir)
+rdzv_id=""
 systems=""                 # comparison systems to train and decode (python -m hdmole.bin.systems lists them)
 table_systems=""           # every system of the recipe, in table order: the report keeps those already
                            # decoded, so adding one system (--systems hdmole) does not shrink RESULTS.md
@@ -39,9 +50,14 @@ dump_dir=dump
 exp_dir=exp
 results_dir=.              # RESULTS.md and its plots (results/) go here
 beam=1                     # decoding beam (1 = greedy)
-decode_nj=1                # decoding processes (each loads the model: 1 is best for small sets)
+decode_nj=1                # decoding jobs through $decode_cmd, each on 1/N of every test set (each loads the model)
+train_cmd=utils/run.pl     # the job runners (as Kaldi's cmd.sh): the recipe's ./cmd.sh sets them (sourced
+decode_cmd=utils/run.pl    # below), these options override it; e.g. --decode-cmd "utils/slurm.pl --mem 8G"
+cuda_cmd=utils/run.pl
 decode_batch_frames=20000
 train_args=""              # extra arguments for every hdmole.bin.train call (e.g. --override ...)
+feats_type=fbank           # fbank: features dumped once (dump/fbank/<set>); raw: wav.scp kept, the data loader
+                           # computes the features (ESPnet's feats_type; no feature dumps: for corpora of 1,000s of hours)
 feature_type=fbank         # fbank | whisper (Whisper's own log-mel, for a pre-trained Whisper encoder)
 num_mel_bins=80            # whisper: 80, or 128 for whisper-large-v3
 use_cmvn=true              # global CMVN from the source training set (false for Whisper log-mel: already scaled)
@@ -56,6 +72,8 @@ llm_only_beam=1            # with an n-gram: the LLM-only decoding (no external 
 seeds=1                    # stage 5: train every system with seeds 1..N (exp/<system>, exp/<system>_seed<k>)
 jobs=1                     # stages 5 and 6: systems trained / decoded side by side (each with 1 CPU thread when > 1)
 help_message="Usage: $0 [options] (run from a recipe directory; see egs/mini_accent/run.sh)"
+# shellcheck disable=SC1091
+[ -f ./cmd.sh ] && . ./cmd.sh
 . utils/parse_options.sh
 
 log() { echo "$(date '+%F %T') [$(basename "$0") stage ${current_stage:-?}] $*" >&2; }
@@ -64,6 +82,7 @@ need() {  # need <path> <stage that makes it>
   [ -e "$1" ] || die "$1 is missing: run stage $2 first (--stage $2)"
 }
 
+case "$feats_type" in fbank|raw) ;; *) die "--feats-type must be fbank or raw, not '$feats_type'" ;; esac
 accents=$data_dir/accents.txt
 cmvn=$dump_dir/cmvn.json
 mkdir -p "$exp_dir"
@@ -75,10 +94,13 @@ ctc_units=$data_dir/lang/$ctc_text.units
 [ -n "$ctc_text" ] && data_args+=(--override "data.ctc_text=$ctc_text" --override "model.ctc_units=$ctc_units")
 ngram=$exp_dir/ngram/char$ngram_order.arpa
 
+# shellcheck disable=SC1091
+. "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+train_launcher "$exp_dir/check" >/dev/null || exit 1  # bad multi-node options stop here, before any stage
+
 train() {  # train <config> <exp> [more hdmole.bin.train args]
-  local config=$1 exp=$2; shift 2
-  local launcher=(python -m hdmole.bin.train)
-  [ "$ngpu" -gt 0 ] && launcher=(torchrun --standalone --nproc_per_node "$ngpu" -m hdmole.bin.train)
+  local config=$1 exp=$2 launcher; shift 2
+  mapfile -t launcher < <(train_launcher "$exp")
   # shellcheck disable=SC2086
   "${launcher[@]}" --config "$config" --exp-dir "$exp" "${data_args[@]}" "$@" $train_args
 }
@@ -116,13 +138,17 @@ stage_features() {
   for set in $(all_sets); do
     need "$data_dir/$set/wav.scp" 0
     local pitch_arg=(); $pitch && pitch_arg=(--pitch)
+    # raw: only utt2num_frames and frontend.json, in the data dir; the log goes to the exp dir, not dump/
+    local feat_dir=$dump_dir/fbank/$set
+    [ "$feats_type" = raw ] && feat_dir=$exp_dir/frontend/$set
     python -m hdmole.bin.compute_fbank --nj "$nj" --feature-type "$feature_type" --num-mel-bins "$num_mel_bins" \
-      "${pitch_arg[@]}" --accents "$accents" "$data_dir/$set" "$dump_dir/fbank/$set"
+      "${pitch_arg[@]}" --feats-type "$feats_type" --accents "$accents" "$data_dir/$set" "$feat_dir"
   done
   if $use_cmvn; then [ -f "$cmvn" ] || python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"; fi
 }
 
 stage_lm() {
+  is_first_node || { lm_train; return; }  # the tokenizer and n-gram are node 0's
   if [ -z "$tokenizer_conf" ]; then
     need "$lm_text" 0
     [ -f "$data_dir/lang/char.model" ] || python -m hdmole.bin.train_tokenizer "$lm_text" "$data_dir/lang/char"
@@ -136,6 +162,10 @@ stage_lm() {
     need "$lm_text" 0
     python -m hdmole.bin.train_ngram --order "$ngram_order" --text "$lm_text" --out "$ngram"
   fi
+  lm_train
+}
+
+lm_train() {
   if [ -f "$conf_dir/lm.yaml" ]; then
     local lexicon=()
     if [ -n "$lm_lexicon" ]; then need "$lm_lexicon" 0; lexicon=(--override "data.lm_prefix.lexicon=$lm_lexicon"); fi
@@ -157,9 +187,11 @@ stage_base() {
 
 test_all() {  # one data dir with every test set, so routing is measured over every domain at once
   local all=$dump_dir/test_all
-  if [ ! -f "$all/feats.scp" ]; then
+  [ "$feats_type" = raw ] && all=$data_dir/test_all  # raw writes nothing under dump/
+  if [ ! -f "$all/utt2num_frames" ]; then
     # shellcheck disable=SC2046
     utils/combine_data.sh "$all" $(for s in $std_test $accent_tests; do echo "$data_dir/$s"; done) >/dev/null
+    [ "$feats_type" = raw ] && cp "$data_dir/$std_test/frontend.json" "$all/"
   fi
   echo "$all"
 }
@@ -169,6 +201,7 @@ stage_router() {
   train "$conf_dir/router.yaml" "$exp_dir/router" --override "init=[$exp_dir/base/best.pt]" \
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
   # Accuracy, recall per domain and the confusion matrix, on the dev set and on every test set.
+  is_first_node || return 0
   [ -f "$exp_dir/router/router_test_all.json" ] || python -m hdmole.bin.eval_router \
     --config "$exp_dir/router/config.yaml" --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/router/best.pt" \
     --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router"
@@ -209,33 +242,50 @@ decoded_dirs() {  # the base model and every seed of every system
   for system in $systems; do seed_dirs "$system"; done
 }
 
-decode_one() {  # decode_one <dir>: every test set in one call per decoding (the model is loaded once)
-  local dir=$1 set sets=() llm_sets=() fusion=()
+decode_one() {  # decode_one <dir>: every test set in one call per job (the model is loaded once per job)
+  local dir=$1 set fusion=()
   need "$exp_dir/$dir/best.pt" "$([ "$dir" = base ] && echo 3 || echo 5)"
-  for set in $std_test $accent_tests; do
-    need "$data_dir/$set/feats.scp" 1
-    sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/decode_$set")
-    llm_sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/decode_llm_$set")
-  done
+  for set in $std_test $accent_tests; do need "$data_dir/$set/utt2num_frames" 1; done
   if [ "$ngram_order" -gt 0 ]; then
     need "$ngram" 2
     fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
   fi
-  local common=(--config "$exp_dir/$dir/config.yaml" --checkpoint "$exp_dir/base/best.pt" --accents "$accents"
-    --batch-frames "$decode_batch_frames" --nj "$decode_nj")
-  [ "$jobs" -gt 1 ] && common+=(--threads 1)
-  # shellcheck disable=SC2046,SC2086
-  python -m hdmole.bin.decode "${common[@]}" $(adapter_args "$dir") "${sets[@]}" --beam "$beam" "${fusion[@]}" \
-    $decode_args 2>>"$exp_dir/$dir/decode.console.log"
+  decode_jobs "$dir" decode --beam "$beam" "${fusion[@]}"
   if [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ]; then
-    # shellcheck disable=SC2046,SC2086
-    python -m hdmole.bin.decode "${common[@]}" $(adapter_args "$dir") "${llm_sets[@]}" --beam "$llm_only_beam" \
-      $decode_args 2>>"$exp_dir/$dir/decode.console.log"
+    decode_jobs "$dir" decode_llm --beam "$llm_only_beam"
   fi
 }
 
+decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs through $decode_cmd, then merged
+  local dir=$1 prefix=$2 set sets=() n=$decode_nj threads=()
+  shift 2
+  for set in $std_test $accent_tests; do
+    if [ "$n" -gt 1 ]; then
+      # By utterance: the model keeps no per-speaker state (global CMVN), and the parts come out even.
+      utils/split_data.sh --per-utt "$data_dir/$set" "$n"
+      sets+=(--data "$data_dir/$set/split${n}utt/JOB" --out "$exp_dir/$dir/${prefix}_$set/split$n/JOB")
+    else
+      sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/${prefix}_$set")
+    fi
+  done
+  # Jobs side by side on this machine share its cores; a cluster job uses the cores it was given.
+  if [ "$jobs" -gt 1 ]; then threads=(--threads 1)
+  elif [ "$n" -gt 1 ] && [[ "$decode_cmd" == *run.pl* ]]; then threads=(--threads "$(( $(nproc) / n > 1 ? $(nproc) / n : 1 ))"); fi
+  # shellcheck disable=SC2046,SC2086
+  $decode_cmd JOB=1:"$n" "$exp_dir/$dir/log/$prefix.JOB.log" \
+    python -m hdmole.bin.decode --config "$exp_dir/$dir/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
+    --accents "$accents" --batch-frames "$decode_batch_frames" "${threads[@]}" $(adapter_args "$dir") \
+    "${sets[@]}" "$@" $decode_args || die "decoding $dir failed (logs: $exp_dir/$dir/log/$prefix.*.log)"
+  [ "$n" -gt 1 ] || return 0
+  for set in $std_test $accent_tests; do
+    local out=$exp_dir/$dir/${prefix}_$set
+    # shellcheck disable=SC2046
+    python -m hdmole.bin.merge_decode --data "$data_dir/$set" --out "$out" $(for j in $(seq "$n"); do echo "$out/split$n/$j"; done)
+  done
+}
+
 stage_decode() {
-  log "decoding $(decoded_dirs | wc -l) models ($jobs at a time; console output in <exp>/<model>/decode.console.log)"
+  log "decoding $(decoded_dirs | wc -l) models ($jobs at a time, $decode_nj job(s) each through $decode_cmd; logs in <exp>/<model>/log/)"
   # shellcheck disable=SC2046
   parallel decode_one $(decoded_dirs)
 }
@@ -285,6 +335,10 @@ stage_report() {
 names=(features lm base router adapt decode report)
 for s in 1 2 3 4 5 6 7; do
   if [ "$stage" -le "$s" ] && [ "$stop_stage" -ge "$s" ]; then
+    # Another node of a multi-node training joins the training calls only (stages 2-5).
+    if ! is_first_node && { [ "$s" -eq 1 ] || [ "$s" -ge 6 ]; }; then
+      current_stage=$s log "node $node_rank: skipped (node 0 runs it)"; continue
+    fi
     timed "$s" "${names[$((s - 1))]}" "stage_${names[$((s - 1))]}"
   fi
 done

@@ -21,6 +21,11 @@ cd "$(dirname "$0")"  # not readlink -f: a linked copy of the recipe keeps its o
 stage=0
 stop_stage=7
 ngpu=0                      # >0: training with torchrun on that many GPUs, decoding on the GPU
+num_nodes=1                 # >1: training on several nodes, the same command on each (README.md, "Clusters"):
+node_rank=0                 #   --node-rank R --master-addr HOST [--master-port P], or --rdzv-endpoint HOST:PORT
+master_addr=""
+master_port=29500
+rdzv_endpoint=""
 nj=8                        # parallel jobs for feature extraction (and CPU decoding)
 kespeech_root=$KESPEECH     # defaults in db.sh
 aishell_root=$AISHELL
@@ -32,6 +37,8 @@ std_test=test_aishell
 accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern test_Lan-Yin test_Jiang-Huai test_Ji-Lu test_Jiao-Liao"
 exp_dir=""                  # default exp/<model config name>
 beam=1
+feats_type=raw              # raw: Whisper log-mel computed by the data loader (no ~300 GB of dumps); fbank: dumped
+decode_nj=1                 # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
 decode_batch_frames=20000
 train_args=""               # extra hdmole.bin.train arguments, e.g. "--override optim.max_steps=100"
 help_message="Usage: $0 [options]  (run inside egs/kespeech; see README.md)"
@@ -74,19 +81,20 @@ for dir in data/*/; do
     if ! cmp -s "$dir/$f" "$feat_data/$set_name/$f"; then cp "$dir/$f" "$feat_data/$set_name/$f"; changed=true; fi
   done
   # Stage 0 changed the set: its features are stale.
-  $changed && rm -f "$feat_data/$set_name/feats.scp" "$feat_data/$set_name/utt2num_frames"
+  $changed && rm -f "$feat_data/$set_name/feats.scp" "$feat_data/$set_name/utt2num_frames" "$feat_data/$set_name/frontend.json"
 done
 [ -f data/accents.txt ] && cp data/accents.txt "$feat_data/accents.txt"
 
 decode_args=""
 [ "$ngpu" -gt 0 ] && decode_args="--device cuda"
 log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
-run_shared_stages --ngpu "$ngpu" --nj "$nj" \
+run_shared_stages --ngpu "$ngpu" --nj "$nj" --num-nodes "$num_nodes" --node-rank "$node_rank" \
+  --master-addr "$master_addr" --master-port "$master_port" --rdzv-endpoint "$rdzv_endpoint" \
   --source-train train_aishell --source-dev dev_aishell \
   --target-train train_kespeech --target-dev dev_kespeech \
   --std-test "$std_test" --accent-tests "$accent_tests" \
   --tokenizer-conf "$tokenizer" \
-  --feature-type whisper --num-mel-bins "$num_mel_bins" --use-cmvn false \
+  --feats-type "$feats_type" --feature-type whisper --num-mel-bins "$num_mel_bins" --use-cmvn false \
   --data-dir "$feat_data" --dump-dir "dump/whisper$num_mel_bins" --exp-dir "$exp_dir" \
-  --beam "$beam" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
+  --beam "$beam" --decode-nj "$decode_nj" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
   --train-args "--override model=$model_conf $train_args"

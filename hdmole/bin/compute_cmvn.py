@@ -2,7 +2,7 @@
 
     python -m hdmole.bin.compute_cmvn <data_dir> <out_file.json>
 
-Reads `<data_dir>/feats.scp` (run compute_fbank first) and writes JSON
+Reads `<data_dir>/feats.scp` (run compute_fbank first; a raw data dir: computes the features from wav.scp) and writes JSON
 `{"dim", "count", "mean": [...], "std": [...]}` that `hdmole.data.GlobalCMVN.load` reads. Compute it on the
 training set only and use it for every set.
 """
@@ -27,6 +27,18 @@ log = logging.getLogger("hdmole.compute_cmvn")
 
 def compute_cmvn(data_dir: str | Path) -> GlobalCMVN:
     data = DataDir.load(data_dir, require_feats=True)
+    if data.frontend is not None:  # a raw data dir: the features the data loader will compute
+        from hdmole.data.audio import read_wav
+        from hdmole.data.frontend import features_of
+
+        def computed():
+            for utt in tqdm(data.utt_ids, desc="cmvn (raw)", unit="utt", file=sys.stderr):
+                try:
+                    yield features_of(read_wav(data.wav_scp[utt], data.frontend.sample_rate)[0], data.frontend)
+                except DataError as error:
+                    raise DataError(f"{data.wav_scp.where(utt)}: utterance {utt!r}: {error}") from None
+
+        return GlobalCMVN.from_features(computed())
     features = kaldiio.load_scp(str(data.path / "feats.scp"))
 
     def frames():

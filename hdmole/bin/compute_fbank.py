@@ -3,7 +3,11 @@ Whisper's own log-mel for a pre-trained Whisper encoder (--feature-type whisper;
 whisper-large-v3), written with kaldiio.
 
     python -m hdmole.bin.compute_fbank [--nj N] [--feature-type fbank|whisper] [--sample-rate 16000]
-        [--num-mel-bins 80] <data_dir> <feat_dir>
+        [--num-mel-bins 80] [--feats-type fbank|raw] <data_dir> <feat_dir>
+
+--feats-type raw (ESPnet's name) writes no features: it reads every audio entry once, writes
+`<data_dir>/utt2num_frames` and `<data_dir>/frontend.json` (the options; hdmole.data.frontend), and the
+data loader computes the same features from wav.scp when a stage reads the dir.
 
 Writes `<feat_dir>/feats.{1..N}.ark/.scp` (one pair per job), then `<data_dir>/feats.scp` (absolute ark
 paths, as Kaldi's make_fbank.sh writes them) and `<data_dir>/utt2num_frames`; logs to
@@ -37,35 +41,14 @@ from tqdm import tqdm
 from hdmole.data.audio import is_pipe, read_wav
 from hdmole.data.datadir import DataDir
 from hdmole.data.errors import DataError
-from hdmole.data.fbank import FbankConfig, compute_fbank
+from hdmole.data.fbank import FbankConfig
+from hdmole.data.frontend import FRONTEND_FILE, check_length, features_of, write_frontend
 from hdmole.logs import log_failure, setup_stage_logging
-from hdmole.data.table import read_kaldi_table
+from hdmole.data.table import read_kaldi_table, write_kaldi_table
 
 log = logging.getLogger("hdmole.compute_fbank")
 SOURCE_STAMP = "source_data_dir"
 CONFIG_STAMP = "fbank_config.json"
-WHISPER_MAX_FRAMES = 3000  # 30 s at 10 ms: the most a pre-trained Whisper encoder has positions for
-
-
-def features_of(samples: np.ndarray, config: FbankConfig) -> np.ndarray:
-    """[T, num_mel_bins] features of one utterance, of the configured type."""
-    if config.feature_type == "fbank":
-        return compute_fbank(samples, config)
-    # Whisper's log-mel lives with the Whisper encoder that needs it (hdmole.models.features).
-    from hdmole.models.features import whisper_log_mel
-
-    # Checked on the samples: WhisperFeatureExtractor silently truncates longer audio to 30 s.
-    if len(samples) > WHISPER_MAX_FRAMES * config.sample_rate // 100:
-        raise DataError(
-            f"audio of {len(samples) / config.sample_rate:.1f} s is longer than Whisper's 30 s window; remove or "
-            "segment the utterance (e.g. utils/subset_data_dir.sh / utils/fix_data_dir.sh)"
-        )
-    feats = whisper_log_mel(samples, config.sample_rate, config.num_mel_bins)
-    if feats.shape[0] == 0:
-        raise DataError(f"audio of {len(samples)} samples is shorter than one 10 ms frame; remove the utterance")
-    return feats
-
-
 def _extract(task: tuple[str, str, str, FbankConfig]) -> tuple[str, np.ndarray]:
     """Worker: one utterance -> (utt_id, feats). `where` is `wav.scp:line`, named in every error."""
     utt, entry, where, config = task
@@ -81,6 +64,8 @@ def features_complete(data_dir: Path) -> bool:
     try:
         data = DataDir.load(data_dir, require_feats=True)
     except DataError:
+        return False
+    if data.feats_scp is None:  # a raw data dir: no dumped features
         return False
     arks = {value.rsplit(":", 1)[0] for value in data.feats_scp.entries.values()}
     return all(Path(ark).is_file() for ark in arks)
@@ -217,6 +202,7 @@ def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, forc
         for path in list(feat_dir.glob("feats.*.tmp")) + [data_dir / "feats.scp.tmp", data_dir / "utt2num_frames.tmp"]:
             path.unlink(missing_ok=True)
         raise
+    (data_dir / FRONTEND_FILE).unlink(missing_ok=True)  # the dir is no longer raw: its features are dumped
     for temp, final in zip(renames["temp"], renames["final"]):
         temp.replace(final)
     (feat_dir / SOURCE_STAMP).write_text(f"{data_dir}\n", encoding="utf-8")
@@ -224,6 +210,46 @@ def run(data_dir: Path, feat_dir: Path, config: FbankConfig, num_jobs: int, forc
     # Re-read what we wrote: catches a broken scp before any later stage trusts it.
     read_kaldi_table(data_dir / "feats.scp")
     log.info("wrote %s/feats.scp and utt2num_frames in %.1f s", data_dir, time.time() - start)
+
+
+def _frames(task: tuple[str, str, str, FbankConfig]) -> tuple[str, int]:
+    """Worker (raw): one utterance -> (utt_id, its number of frames); the audio is read, so a bad entry fails here."""
+    utt, entry, where, config = task
+    try:
+        samples, _ = read_wav(entry, expected_sample_rate=config.sample_rate)
+        return utt, check_length(len(samples), config)
+    except DataError as error:
+        raise DataError(f"{where}: utterance {utt!r}: {error}") from None
+
+
+def run_raw(data_dir: Path, config: FbankConfig, num_jobs: int, force: bool, accents: Path | None = None) -> None:
+    """--feats-type raw: no features are written. Every audio entry is read once (checked, and its length
+    turned into utt2num_frames, which batching needs); then frontend.json records the options (last: it
+    marks the dir raw and complete). A stale feats.scp is removed: the dir's features are the loader's."""
+    data = DataDir.load(data_dir, accents, ignore_feats=True)
+    wanted = {**config.as_dict(), "audio": audio_digest(data)}
+    stamp = data_dir / FRONTEND_FILE
+    try:
+        recorded = json.loads(stamp.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = None
+    frames_file = data_dir / "utt2num_frames"
+    if not force and recorded == wanted and not (data_dir / "feats.scp").exists() and frames_file.is_file() \
+            and read_kaldi_table(frames_file).keys() == data.utt_ids:
+        log.info("%s is raw with the same audio and options; skipping (use --force to redo)", data_dir)
+        return
+    stamp.unlink(missing_ok=True)
+    tasks = [(utt, data.wav_scp[utt], data.wav_scp.where(utt), config) for utt in data.utt_ids]
+    if num_jobs > 1:
+        with multiprocessing.get_context("spawn").Pool(num_jobs) as pool:
+            frames = dict(tqdm(pool.imap(_frames, tasks, chunksize=16), total=len(tasks), desc="raw", file=sys.stderr))
+    else:
+        frames = dict(tqdm(map(_frames, tasks), total=len(tasks), desc="raw", file=sys.stderr))
+    (data_dir / "feats.scp").unlink(missing_ok=True)
+    write_kaldi_table(frames_file, ((utt, str(n)) for utt, n in frames.items()))
+    write_frontend(data_dir, config, wanted["audio"])
+    log.info("%s: raw, %d utterances, %d frames (%s features computed by the data loader)", data_dir, len(frames),
+             sum(frames.values()), config.feature_type)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,6 +265,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pitch", action="store_true",
                         help="append 3 pitch features (voicing, normalised log F0, its delta: hdmole.data.pitch), "
                              "Kaldi's fbank+pitch for tonal languages")
+    parser.add_argument("--feats-type", choices=("fbank", "raw"), default="fbank",
+                        help="fbank: dump features into <feat_dir>; raw: keep wav.scp, write only utt2num_frames and "
+                             "frontend.json into the data dir (the data loader computes the features; <feat_dir> "
+                             "only gets the log)")
     parser.add_argument("--force", action="store_true", help="recompute even if feats.scp is complete")
     parser.add_argument("--accents", type=Path, help="accents.txt: also check every utt2accent entry before extracting")
     parser.add_argument("--verbose", action="store_true", help="on an error, print its traceback too (the log has it)")
@@ -261,7 +291,10 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         parser.error(str(error))
     try:
-        run(data_dir, feat_dir, config, args.nj, args.force, args.accents)
+        if args.feats_type == "raw":
+            run_raw(data_dir, config, args.nj, args.force, args.accents)
+        else:
+            run(data_dir, feat_dir, config, args.nj, args.force, args.accents)
     except (DataError, OSError) as error:
         log_failure(log, error)
         return 1

@@ -46,7 +46,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="base checkpoint(s), loaded in order (repeat the option for several)")
     p.add_argument("--adapter", action="append", default=[], help="adapter checkpoint(s) loaded after the base")
     p.add_argument("--data", required=True, action="append",
-                   help="Kaldi data dir with feats.scp and utt2num_frames (repeatable, paired with --out: the "
+                   help="Kaldi data dir with feats.scp and utt2num_frames, or raw (repeatable, paired with --out: the "
                         "model is loaded once for all of them)")
     p.add_argument("--accents", required=True, help="accents.txt (line order = domain index)")
     p.add_argument("--out", required=True, action="append", help="output dir (one per --data)")
@@ -190,6 +190,8 @@ def what_produced(args, data: Path, settings: dict) -> dict:
         # Re-extracted features keep feats.scp's text but replace its arks (new mtimes).
         "feats": {"scp": file_version(feats), "arks": [file_version(a, hash_limit=0) for a in sorted(arks)]},
     }
+    if (data / "frontend.json").is_file():  # raw: the front end's options and the audio's digest, by content
+        record["feats"] = {"frontend": file_version(data / "frontend.json")}
     return json.loads(json.dumps(record, sort_keys=True, default=str))
 
 
@@ -208,10 +210,10 @@ def why_decode_again(out: Path, data: Path, record: dict) -> str | None:
                    if isinstance(old.get("options"), dict) and old["options"].get(k) != v]
         changed += [k for k in record if k != "options" and old.get(k) != record[k]]
         return f"what produced it changed ({', '.join(changed) or 'the record format'})"
-    feats = data / "feats.scp"
+    frames = data / "utt2num_frames"  # next to feats.scp, or alone in a raw data dir
     done = {line.split(maxsplit=1)[0] for line in text.read_text(encoding="utf-8").splitlines() if line.strip()}
-    utts = {line.split(maxsplit=1)[0] for line in feats.read_text(encoding="utf-8").splitlines() if line.strip()}
-    return None if done == utts else f"{text} does not cover the utterances of {feats}"
+    utts = {line.split(maxsplit=1)[0] for line in frames.read_text(encoding="utf-8").splitlines() if line.strip()}
+    return None if done == utts else f"{text} does not cover the utterances of {frames}"
 
 
 def main(argv=None) -> int:

@@ -8,6 +8,7 @@ gets a clear error and a sox command to convert it.
 from __future__ import annotations
 
 import io
+import re
 import subprocess
 import wave
 from pathlib import Path
@@ -47,6 +48,32 @@ def resampling_entry(entry: str, rate: int) -> str:
     return f"sox {entry} {resample}"
 
 
+# A Kaldi/ESPnet wav.scp value pointing into an ark of audio (`wav-copy`, espnet's format_wav_scp.py with
+# --audio-format wav.ark): `<ark path>:<byte offset>`, read with kaldiio.
+ARK_OFFSET = re.compile(r"^\S+\.ark:\d+$")
+
+
+def _read_ark_wav(entry: str, expected_sample_rate: int | None) -> tuple[np.ndarray, int]:
+    import kaldiio
+
+    try:
+        loaded = kaldiio.load_mat(entry)
+    except (OSError, ValueError, EOFError) as error:
+        raise DataError(f"audio {entry!r}: cannot read it from its ark ({error}); fix the offset in wav.scp or re-create the ark") from None
+    if not isinstance(loaded, tuple):
+        raise DataError(f"audio {entry!r} is a feature matrix, not audio; wav.scp must point at audio (feats.scp holds features)")
+    rate, samples = loaded
+    samples = np.asarray(samples)
+    if samples.ndim != 1:
+        raise DataError(f"audio {entry!r} has {samples.shape[1]} channels, expected mono; {CONVERT_FIX.format(rate=rate)}")
+    if expected_sample_rate is not None and rate != expected_sample_rate:
+        raise DataError(f"audio {entry!r} has sample rate {rate} Hz, expected {expected_sample_rate} Hz; resample the ark "
+                        "or pass the matching --sample-rate")
+    if samples.dtype != np.int16:
+        raise DataError(f"audio {entry!r} holds {samples.dtype} samples, not 16-bit PCM; re-create the ark from 16-bit audio")
+    return samples.astype(np.float32) / 32768.0, rate
+
+
 def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -> tuple[np.ndarray, int]:
     """Read 16-bit PCM mono audio; return (float32 samples scaled to [-1, 1), sample rate).
 
@@ -55,6 +82,8 @@ def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -
     format other than 16-bit PCM, more than one channel, or a sample rate other than `expected_sample_rate`.
     """
     entry = str(path_or_cmd).strip()
+    if ARK_OFFSET.match(entry) and not Path(entry).is_file():
+        return _read_ark_wav(entry, expected_sample_rate)
     from_pipe = is_pipe(entry)
     if from_pipe:
         source = _read_pipe(entry.rstrip()[:-1].strip())

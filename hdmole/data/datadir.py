@@ -12,6 +12,8 @@ from pathlib import Path
 
 from hdmole.data.accents import AccentList
 from hdmole.data.errors import DataError
+from hdmole.data.fbank import FbankConfig
+from hdmole.data.frontend import FRONTEND_FILE, read_frontend
 from hdmole.data.table import KaldiTable, read_kaldi_table
 
 REQUIRED_FILES = ("wav.scp", "text", "utt2spk", "utt2accent")
@@ -50,6 +52,7 @@ class DataDir:
     accents: AccentList | None = None
     feats_scp: KaldiTable | None = None
     utt2num_frames: dict[str, int] | None = None
+    frontend: FbankConfig | None = None  # a raw data dir: the loader computes features from wav.scp with it
 
     @classmethod
     def load(
@@ -98,15 +101,22 @@ class DataDir:
             cls._check_spk2utt(path / "spk2utt", utt2spk)
         data = cls(path=path, wav_scp=wav_scp, text=text, utt2spk=utt2spk, utt2accent=utt2accent, accents=accents)
         has_feats = (path / "feats.scp").is_file() and not ignore_feats
-        if require_feats and not has_feats:
-            raise DataError(f"{path / 'feats.scp'}: no features; run `python -m hdmole.bin.compute_fbank {path} <feat_dir>` first")
-        if has_feats:
-            data.feats_scp = read_kaldi_table(path / "feats.scp", value_name="feature location")
-            _check_same_ids(wav_scp, data.feats_scp, "its features")
+        data.frontend = None if ignore_feats else read_frontend(path)
+        if has_feats and data.frontend is not None:
+            raise DataError(f"{path}: has both feats.scp (dumped features) and {FRONTEND_FILE} (raw audio); re-run "
+                            "compute_fbank with the --feats-type you want (it removes the other)")
+        if require_feats and not has_feats and data.frontend is None:
+            raise DataError(f"{path / 'feats.scp'}: no features; run `python -m hdmole.bin.compute_fbank {path} <feat_dir>` "
+                            "(or with --feats-type raw) first")
+        if has_feats or data.frontend is not None:
+            if has_feats:
+                data.feats_scp = read_kaldi_table(path / "feats.scp", value_name="feature location")
+                _check_same_ids(wav_scp, data.feats_scp, "its features")
             if not (path / "utt2num_frames").is_file():
-                raise DataError(f"{path / 'utt2num_frames'}: missing next to feats.scp; re-run compute_fbank")
+                raise DataError(f"{path / 'utt2num_frames'}: missing next to {'feats.scp' if has_feats else FRONTEND_FILE}; "
+                                "re-run compute_fbank")
             frames_table, data.utt2num_frames = read_utt2num_frames(path / "utt2num_frames")
-            _check_same_ids(data.feats_scp, frames_table, "its frame count")
+            _check_same_ids(wav_scp, frames_table, "its frame count")
         return data
 
     @staticmethod

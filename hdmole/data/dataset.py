@@ -13,7 +13,9 @@ from hdmole.data.accents import AccentList
 from hdmole.data.batching import ASRCollate, BucketBatchSampler
 from hdmole.data.cmvn import GlobalCMVN
 from hdmole.data.datadir import DataDir
+from hdmole.data.audio import read_wav
 from hdmole.data.errors import DataError
+from hdmole.data.frontend import features_of
 from hdmole.data.specaug import SpecAugment
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
@@ -24,6 +26,8 @@ class ASRDataset(Dataset):
 
     Transcripts are normalised with hdmole.text.normalize_text (unless `normalize=False`); one that is
     empty after normalisation is a DataError naming its line. `cmvn` (GlobalCMVN) is applied to features.
+    Features come from feats.scp, or, in a raw data dir (frontend.json, `compute_fbank --feats-type raw`), are
+    computed from wav.scp here, in the loader's worker processes (`data.num_workers`).
     """
 
     def __init__(self, data_dir: str | Path, accents: AccentList | str | Path, *, cmvn: GlobalCMVN | None = None,
@@ -58,6 +62,8 @@ class ASRDataset(Dataset):
         return len(self.utt_ids)
 
     def read_feats(self, index: int) -> np.ndarray:
+        if self.data.frontend is not None:
+            return self.compute_feats(index)
         utt = self.utt_ids[index]
         if self._reader is None:
             self._reader = kaldiio.load_scp(str(self.data.feats_scp.path))
@@ -72,6 +78,20 @@ class ASRDataset(Dataset):
                 f"{self.data.feats_scp.where(utt)}: features of {utt!r} have shape {feats.shape} but utt2num_frames says "
                 f"{self.num_frames[index]} frames; re-run compute_fbank --force"
             )
+        return feats
+
+    def compute_feats(self, index: int) -> np.ndarray:
+        """A raw data dir (frontend.json): the features of wav.scp's audio, as compute_fbank would dump them."""
+        utt, config = self.utt_ids[index], self.data.frontend
+        where = self.data.wav_scp.where(utt)
+        try:
+            samples, _ = read_wav(self.data.wav_scp[utt], expected_sample_rate=config.sample_rate)
+            feats = features_of(samples, config)
+        except DataError as error:
+            raise DataError(f"{where}: utterance {utt!r}: {error}") from None
+        if feats.shape[0] != self.num_frames[index]:
+            raise DataError(f"{where}: the audio of {utt!r} gives {feats.shape[0]} frames but utt2num_frames says "
+                            f"{self.num_frames[index]}: the audio changed; re-run compute_fbank --feats-type raw --force")
         return feats
 
     def __getitem__(self, index: int) -> dict:
