@@ -10,58 +10,19 @@ import kaldiio
 import numpy as np
 import pytest
 import torch
-import yaml
-from models_fixtures import tiny_conf
+from decode_fixtures import UTTS, make_decode_setup
 
-from hdmole.bin.train_tokenizer import train_tokenizer
 from hdmole.decode.search import decode_batch
 from hdmole.models.checkpoint import CheckpointError, load_model_for_inference
-from hdmole.models.llm_asr import build_model
-from hdmole.nn import HDMoLEConfig, adapter_state_dict, inject
-from hdmole.text.tokenizer import build_tokenizer
 
 torch.set_num_threads(1)
 ROOT = Path(__file__).resolve().parents[1]
-UTTS = {"spk1-a": ("你好世界", "north", 83), "spk1-b": ("世界", "north", 45), "spk2-a": ("好世界你", "south", 120)}
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A data dir with features, a char tokenizer, a training config, a base and an adapter checkpoint."""
-    root = tmp_path_factory.mktemp("decode")
-    data = root / "data"
-    data.mkdir()
-    rng = np.random.default_rng(0)
-    with kaldiio.WriteHelper(f"ark,scp:{data}/feats.ark,{data}/feats.scp") as writer:
-        for utt in sorted(UTTS):
-            writer(utt, rng.standard_normal((UTTS[utt][2], 80)).astype(np.float32))
-    lines = {"wav.scp": lambda u: f"/nonexistent/{u}.wav", "text": lambda u: UTTS[u][0],
-             "utt2spk": lambda u: u.split("-")[0], "utt2accent": lambda u: UTTS[u][1],
-             "utt2num_frames": lambda u: str(UTTS[u][2])}
-    for name, value in lines.items():
-        (data / name).write_text("".join(f"{u} {value(u)}\n" for u in sorted(UTTS)), encoding="utf-8")
-    (data / "spk2utt").write_text("spk1 spk1-a spk1-b\nspk2 spk2-a\n", encoding="utf-8")
-    (root / "accents.txt").write_text("north\nsouth\n", encoding="utf-8")
-    spm = train_tokenizer([data], root / "char")
-    tok_conf = {"type": "sentencepiece", "model": str(spm)}
-    tokenizer = build_tokenizer(tok_conf)
-    model_conf = tiny_conf(router=True, prompt="你好")
-    config = root / "config.yaml"
-    config.write_text(yaml.safe_dump({"mode": "adapt", "model": model_conf, "tokenizer": tok_conf},
-                                     allow_unicode=True), encoding="utf-8")
-    torch.manual_seed(0)
-    model = build_model(model_conf, tokenizer, num_accents=2).eval()
-    torch.save({"model": model.state_dict(), "mode": "base"}, root / "base.pt")
-    adapter_conf = HDMoLEConfig(rank=2, num_domains=2)
-    inject(model, adapter_conf, ["projector.linear1", "projector.linear2"])
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "hdmole_lora_B" in name:
-                p.normal_(0, 0.3)
-    torch.save({"model": adapter_state_dict(model, extra=[model.global_router]), "mode": "adapt",
-                "adapter_config": adapter_conf.to_dict(), "target_modules": ["projector.linear1", "projector.linear2"]},
-               root / "adapter.pt")
-    return {"root": root, "data": data, "config": config, "tokenizer": tokenizer, "model": model}
+    return make_decode_setup(tmp_path_factory.mktemp("decode"))
 
 
 def _feats_batch(data: Path):

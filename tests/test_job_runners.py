@@ -11,7 +11,8 @@ UTILS = Path(__file__).resolve().parent.parent / "utils"
 
 # A stand-in for `sbatch --wait --array=S-E[%M] --output=PAT ... script`: records its arguments and runs
 # every array task in turn, here, the way SLURM would (SLURM_ARRAY_TASK_ID set, output to PAT with %a
-# replaced), then exits with the highest task exit code as `sbatch --wait` does.
+# replaced), then exits with the highest task exit code (a real `sbatch --wait` exits with the code of one of
+# the failed tasks, not always the highest: tests/test_slurm_cluster.py; slurm.pl reads the logs instead).
 FAKE_SBATCH = r"""#!/usr/bin/env bash
 printf '%s\n' "$@" >"$FAKE_SBATCH_ARGS"
 array=""; output=""

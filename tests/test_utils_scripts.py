@@ -276,12 +276,13 @@ def test_install_with_a_stale_stamp_reinstalls(tmp_path):
 
 def test_install_names_missing_debian_packages(tmp_path):
     """Without sox (and without apt-get, so nothing is installed even as root) it stops and says what to install.
-    (KenLM's build tools and headers are there: tools/install.sh installed them before the tests run.)"""
+    (SLURM, KenLM's build tools and headers are there: tools/install.sh installed them before the tests run.)"""
     install = install_copy(tmp_path, stamp_matches=True)
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "dirname", "cat", "sha1sum", "cut", "id", "sed", "espeak-ng", "cmake", "g++"):
-        (bin_dir / tool).symlink_to(shutil.which(tool))
+    for tool in ("bash", "dirname", "cat", "sha1sum", "cut", "id", "sed", "espeak-ng", "cmake", "g++",
+                 "slurmctld", "slurmd", "sbatch"):
+        (bin_dir / tool).symlink_to(shutil.which(tool, path=f"{os.environ['PATH']}:/usr/sbin:/sbin"))
     r = subprocess.run(["bash", str(install)], capture_output=True, text=True, env={**ENV, "PATH": str(bin_dir)})
     assert r.returncode == 1
     assert "missing Debian packages: sox. Install them with: sudo apt-get install sox" in r.stderr

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Sets up everything hdmole needs on a fresh machine:
-#   1. the Debian packages the default recipe uses to make speech (espeak-ng, sox) and those KenLM builds with;
+#   1. the Debian packages the default recipe uses to make speech (espeak-ng, sox), SLURM for a test
+#      (slurm-wlm) and those KenLM builds with;
 #   2. tools/venv: a Python >= 3.11 virtual environment with every package pinned in
 #      tools/requirements.txt, plus espnet (see below) and the hdmole package in editable mode;
 #   3. KenLM: its Python module in the venv, lmplz and build_binary in tools/kenlm/bin.
@@ -31,16 +32,21 @@ force=false
 case "${1:-}" in
   --force) force=true ;;
   "") ;;
-  -h|--help) sed -n '2,10p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "$0: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
 die() { echo "tools/install.sh: ERROR: $*" >&2; exit 1; }
 
 # ---- 1. Debian packages -----------------------------------------------------------------------
-# espeak-ng and sox make the default recipe's speech; the rest builds KenLM (section 3).
+# espeak-ng and sox make the default recipe's speech; slurm-wlm is the one-node SLURM cluster that
+# tests/test_slurm_cluster.py starts to run utils/slurm.pl for real (it pulls in munge, which that test
+# needs only with Slurm >= 23.11); the rest builds KenLM (section 3).
 missing=()
 command -v espeak-ng >/dev/null 2>&1 || missing+=(espeak-ng)
+for daemon in slurmctld slurmd sbatch; do  # the daemons are in /usr/sbin, not on a user's PATH
+  command -v "$daemon" >/dev/null 2>&1 || [ -x "/usr/sbin/$daemon" ] || { missing+=(slurm-wlm); break; }
+done
 command -v sox >/dev/null 2>&1 || missing+=(sox)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)

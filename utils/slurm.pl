@@ -8,7 +8,8 @@
 # (task JOB = the array index: JOB is replaced in the command and in the log name), so it returns when
 # every job has finished, like run.pl. Each job writes its own log (command, host, output, exit code,
 # run time); what SLURM itself says (a job killed at its time limit) goes to <log dir>/q/<name>.<JOB>.out.
-# If any job fails (or never finished) it says which, shows the end of the first failed log, exits 1.
+# If any job fails (or never finished) it says which, shows the end of the first failed log and what SLURM
+# said about the first failed job it said anything about (its .out: a cancelled or timed-out job), exits 1.
 #
 # The resource options become sbatch arguments through rules (Kaldi's slurm.conf format), read from
 # --config FILE, else conf/slurm.conf if the recipe has one, else the built-in rules below. One line each:
@@ -167,8 +168,12 @@ if [ ${#failed[@]} -gt 0 ]; then
     die "sbatch failed (exit $sbatch_rc) and no job started: $(tail -n 5 "$submitted" | tr '\n' ' ')(command: ${full[*]})"
   fi
   report_failures "$logfile" "${failed[@]}"
-  out=$qdir/$base.${failed[0]}.out
-  if [ -s "$out" ]; then echo "slurm.pl: SLURM's output of that job ($out):" >&2; tail -n 5 "$out" | sed 's/^/    /' >&2; fi
+  # What SLURM said about the first failed job that it said anything about (a job it cancelled or killed at
+  # its time limit: "*** JOB 12 ON node CANCELLED AT ... ***"); a job that failed by itself leaves it empty.
+  for id in "${failed[@]}"; do
+    out=$qdir/$base.$id.out
+    if [ -s "$out" ]; then echo "slurm.pl: SLURM's output of job $id ($out):" >&2; tail -n 5 "$out" | sed 's/^/    /' >&2; break; fi
+  done
   exit 1
 fi
 exit 0
