@@ -204,6 +204,16 @@ def test_split_by_speaker_keeps_speakers_whole_and_every_file_consistent(data):
         assert sorted(u for u in spk2utt if "-" in u) == part
 
 
+def test_split_leaves_a_binary_ark_in_the_data_dir_alone(data):
+    """A feature archive kept in the data dir begins with an utterance id like a table, but is not one."""
+    first = (data / "utt2spk").read_text().split()[0]
+    (data / "feats.ark").write_bytes(first.encode() + b" \x00BFM \x04\x02\x00\x00\x00\x04\x50\x00\x00\x00\xff\x01")
+    r = run(UTILS / "split_data.sh", "--per-utt", data, 2)
+    assert r.returncode == 0, r.stderr
+    assert not list((data / "split2utt").glob("*/feats.ark"))
+    assert (data / "split2utt" / "1" / "feats.scp").is_file()
+
+
 def test_split_per_utt_and_too_many_parts(data):
     r = run(UTILS / "split_data.sh", "--per-utt", data, 4)
     assert r.returncode == 0, r.stderr

@@ -78,6 +78,9 @@ for path in "$data"/*; do
   [ -f "$path" ] || continue
   f=$(basename "$path")
   [ "$f" = spk2utt ] && continue
+  # A binary feature archive (Kaldi keeps them in dump/, but a data dir may hold one) starts with an utterance
+  # id too but is no table of lines: left out, the parts' feats.scp point into it where it is.
+  case $f in *.ark) continue ;; esac
   # Keyed by utterance if its first key is an utterance id, by speaker if a speaker id; then every key must be.
   first=$(awk 'NF { print $1; exit }' "$path")
   if [ -n "$first" ] && has_key "$first" "$tmp/utt2part"; then map=$tmp/utt2part; kind=utterance
