@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [
         f"# {args.title}\n",
         f"Generated {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} on {machine_description()}.\n",
-        f"Code: {git_state()}.\n",
+        f"Code: {git_state(outputs=(args.out, plots_dir))}.\n",
         *_run_commands(args.run_commands),
         f"Report command: `{command}`\n",
         *(["Configs of each exp dir, in the order they apply (paths from the repository root; the exp dir keeps "

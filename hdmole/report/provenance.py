@@ -30,17 +30,25 @@ def machine_description() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {gpu}, Python {platform.python_version()}, torch {torch.__version__}"
 
 
-def git_state(root: Path = REPO_ROOT) -> str:
+def git_state(root: Path = REPO_ROOT, outputs: tuple = ()) -> str:
     """``commit <hash>`` and whether tracked files differ from it (untracked files do not count, as in
-    ``git describe --dirty``); says so when the code is not a git checkout."""
+    ``git describe --dirty``); says so when the code is not a git checkout. ``outputs``: files and dirs the
+    caller is writing (a committed RESULTS.md and its plots, rewritten by the run): their changes are the
+    run's results, not changed code, and do not count."""
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout
 
     try:
         commit = git("rev-parse", "HEAD").strip()
+        top = Path(git("rev-parse", "--show-toplevel").strip()).resolve()
         changed = git("status", "--porcelain", "--untracked-files=no").splitlines()
     except (OSError, subprocess.CalledProcessError):
         return f"not a git checkout ({root})"
+    own = [Path(p).resolve() for p in outputs]
+    # porcelain v1: "XY path" or "XY old -> new"
+    changed = [line for line in changed
+               if not any(top / line[3:].split(" -> ")[-1] == o or o in (top / line[3:].split(" -> ")[-1]).parents
+                          for o in own)]
     if not changed:
         return f"commit `{commit}` (clean: no uncommitted changes)"
     return f"commit `{commit}` with uncommitted changes to {len(changed)} tracked file(s) (dirty)"
