@@ -73,3 +73,19 @@ def sub_batch(batch: dict, index: int) -> dict:
             "accents": batch["accents"][index : index + 1],
             "text_ids": batch["text_ids"][index : index + 1, :length],
             "text_lens": batch["text_lens"][index : index + 1]}
+
+
+# The decoding tests' model and batch: a seeded tiny CNN-front-end model and three utterances of different
+# lengths (one shorter than the others, so padding is exercised). Shared by the search and n-gram tests.
+DECODE_FRAMES, DECODE_TEXTS = (60, 37, 81), ("你好abc", "世界", "abc")
+
+
+def decode_test_model(tokenizer: ToyTokenizer):
+    from hdmole.models.llm_asr import build_model
+
+    torch.manual_seed(1)
+    return build_model(tiny_conf(cnn=True), tokenizer).eval()
+
+
+def decode_test_batch(tokenizer: ToyTokenizer) -> dict:
+    return toy_batch(tokenizer, frames=DECODE_FRAMES, texts=DECODE_TEXTS)

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from models_fixtures import ToyTokenizer, tiny_conf, toy_batch
+from models_fixtures import ToyTokenizer, decode_test_batch, decode_test_model
 
 from hdmole.bin import train_ngram
 from hdmole.decode.ngram import NgramLM
 from hdmole.decode.search import Fusion, beam_search, decode_batch_ids
-from hdmole.models.llm_asr import build_model
 
 torch.set_num_threads(1)
 TOK = ToyTokenizer()
@@ -30,13 +29,12 @@ def build_lm(tmp_path: Path, lines: list[str], name: str = "lm", order: int = 3)
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(1)
-    return build_model(tiny_conf(cnn=True), TOK).eval()
+    return decode_test_model(TOK)
 
 
 @pytest.fixture(scope="module")
 def batch():
-    return toy_batch(TOK, frames=(60, 37, 81), texts=("你好abc", "世界", "abc"))
+    return decode_test_batch(TOK)
 
 
 def unigrams(arpa: Path) -> set[str]:

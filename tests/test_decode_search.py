@@ -6,25 +6,24 @@ import itertools
 
 import pytest
 import torch
-from models_fixtures import ToyTokenizer, sub_batch, tiny_conf, toy_batch
+from models_fixtures import DECODE_FRAMES as FRAMES, ToyTokenizer, decode_test_batch, decode_test_model, sub_batch, tiny_conf, toy_batch
 
 from hdmole.decode.search import decode_batch, decode_batch_ids, hf_generate, token_limits
 from hdmole.models.llm_asr import build_model
 
 torch.set_num_threads(1)
 TOK = ToyTokenizer()
-FRAMES, TEXTS = (60, 37, 81), ("你好abc", "世界", "abc")
+
 
 
 @pytest.fixture(scope="module")
 def model():
-    torch.manual_seed(1)
-    return build_model(tiny_conf(cnn=True), TOK).eval()
+    return decode_test_model(TOK)
 
 
 @pytest.fixture(scope="module")
 def batch():
-    return toy_batch(TOK, frames=FRAMES, texts=TEXTS)
+    return decode_test_batch(TOK)
 
 
 @torch.no_grad()
