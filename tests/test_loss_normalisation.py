@@ -73,6 +73,31 @@ def test_objectives_of_a_split_step_add_up_to_the_concatenated_batch_loss_and_gr
     assert abs(float(naive - full["loss"].detach())) > 1e-2
 
 
+def test_ctc_on_its_own_units_is_normalised_over_the_steps_units(tmp_path):
+    """With ctc_units the CTC loss averages over the batch's units, not its text tokens: the step's objectives
+    must add up with the units counted (2 + 7 units vs 5 + 2 characters: a split where the two differ)."""
+    units = tmp_path / "phones.units"
+    units.write_text("".join(f"{u}\n" for u in ["<unk>", "n", "i3", "h", "ao3", "sh", "i4"]), encoding="utf-8")
+    conf = tiny_conf()
+    conf["ctc_units"] = str(units)
+    torch.manual_seed(0)
+    model = build_model(conf, TOK).eval()
+    batch = toy_batch(TOK, frames=FRAMES[:2], texts=TEXTS[:2])
+    batch["ctc_ids"] = torch.tensor([[1, 2, 0, 0, 0, 0, 0], [1, 2, 3, 4, 5, 6, 3]])
+    batch["ctc_lens"] = torch.tensor([2, 7])
+    parts = []
+    for i in (0, 1):
+        part = select(batch, [i])
+        part["ctc_ids"], part["ctc_lens"] = batch["ctc_ids"][i : i + 1, : int(batch["ctc_lens"][i])], batch["ctc_lens"][i : i + 1]
+        parts.append(part)
+    counts = [model.loss_counts(p) for p in parts]
+    assert [c["ctc_tokens"] for c in counts] == [2, 7]
+    normalisers = summed(counts)
+    full = model(batch)
+    total = sum(model(p, normalisers=normalisers)["objective"].detach() for p in parts)
+    torch.testing.assert_close(total, full["loss"].detach(), rtol=1e-5, atol=1e-6)
+
+
 def test_router_stage_objective_is_per_utterance_over_the_step():
     torch.manual_seed(0)
     model = build_model(tiny_conf(router=True), TOK, num_accents=2).eval()

@@ -198,18 +198,27 @@ class LLMASR(nn.Module):
             return text_in, text_lens + 1, targets, text_lens + 1
         return text_ids, text_lens, targets, text_lens + 1
 
-    @staticmethod
-    def loss_counts(batch: dict, compute_asr: bool = True) -> dict[str, int]:
+    def loss_counts(self, batch: dict, compute_asr: bool = True) -> dict[str, int]:
         """What each loss term of ``forward`` averages over in ``batch``, read from the batch alone (before
         any forward pass): ``utterances`` (L_accent), and with ``compute_asr`` ``tokens`` (L_asr: text + eos)
-        and ``ctc_tokens`` (L_ctc: text). A trainer sums them over every micro-batch and rank of an optimizer
-        step and passes the sums to ``forward(normalisers=...)``."""
+        and ``ctc_tokens`` (L_ctc: its targets, the text or, with ``ctc_units``, the batch's units). A trainer
+        sums them over every micro-batch and rank of an optimizer step and passes the sums to
+        ``forward(normalisers=...)``."""
         text_lens = batch["text_lens"]
         counts = {"utterances": int(text_lens.numel())}
         if compute_asr:
             counts["tokens"] = int(text_lens.sum()) + int(text_lens.numel())
-            counts["ctc_tokens"] = int(text_lens.sum())
+            counts["ctc_tokens"] = int(self._ctc_targets(batch)[1].sum())
         return counts
+
+    def _ctc_targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """The CTC head's targets and their lengths: its own units (``ctc_ids``) or the LLM's text tokens."""
+        if not self.ctc_on_units:
+            return batch["text_ids"], batch["text_lens"]
+        if "ctc_ids" not in batch:
+            raise ValueError("the model's CTC head is on ctc_units but the batch has no ctc_ids: set data.ctc_text "
+                             "(the data-dir file of units, e.g. pinyin) in the training config")
+        return batch["ctc_ids"], batch["ctc_lens"]
 
     def forward(self, batch: dict, compute_asr: bool = True, normalisers: dict | None = None) -> dict:
         """Losses for one batch.
@@ -243,16 +252,11 @@ class LLMASR(nn.Module):
         total = 0.0
         # CTC trains the encoder (base mode); once the head is frozen its loss is a constant: skip it.
         if self.ctc is not None and self.ctc.weight.requires_grad:
-            if self.ctc_on_units:  # the CTC head has its own units (e.g. tonal syllables), given by the batch
-                if "ctc_ids" not in batch:
-                    raise ValueError("the model's CTC head is on ctc_units but the batch has no ctc_ids: set data.ctc_text "
-                                     "(the data-dir file of units, e.g. pinyin) in the training config")
-                ctc_ids, ctc_lens = batch["ctc_ids"].to(enc_out.device), batch["ctc_lens"].to(enc_out.device)
-            else:
-                ctc_ids, ctc_lens = text_ids, text_lens
+            ctc_ids, ctc_lens = (t.to(enc_out.device) for t in self._ctc_targets(batch))
             out["loss_ctc"] = self._ctc_loss(enc_out, enc_lens, ctc_ids, ctc_lens)
             total = total + self.ctc_weight * out["loss_ctc"]
-            terms.append((self.ctc_weight, out["loss_ctc"], int(text_lens.sum()), "ctc_tokens"))
+            # averaged over the CTC targets (units when the head has its own), so counted in them
+            terms.append((self.ctc_weight, out["loss_ctc"], int(ctc_lens.sum()), "ctc_tokens"))
         if "loss_accent" in out:
             total = total + self.accent_weight * out["loss_accent"]
         with self.routing(probs):
