@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
+
+log = logging.getLogger("hdmole.eval_router")
 
 def confusion_summary(confusion: list[list[int]], names: list[str], posterior_sums: list[list[float]]) -> dict:
     """Accuracy, per-domain recall/precision and mean posterior from a confusion matrix (rows = truth)."""
@@ -59,8 +62,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True, type=Path, help="output dir")
     p.add_argument("--max-frames", type=int, default=20000, help="padded input frames per batch")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--verbose", action="store_true", help="on an error, print its traceback too")
     args = p.parse_args(argv)
 
+    from hdmole.logs import log_failure, setup_stage_logging
+
+    setup_stage_logging(None, verbose=args.verbose)
+    try:
+        return _evaluate(args)
+    except (ValueError, OSError) as error:
+        # a missing or mismatched config, checkpoint or data dir: one line naming it (as hdmole.bin.decode)
+        log_failure(log, error)
+        return 1
+
+
+def _evaluate(args) -> int:
     import torch
     from tqdm import tqdm
 
