@@ -208,7 +208,10 @@ class LLMASR(nn.Module):
         counts = {"utterances": int(text_lens.numel())}
         if compute_asr:
             counts["tokens"] = int(text_lens.sum()) + int(text_lens.numel())
-            counts["ctc_tokens"] = int(self._ctc_targets(batch)[1].sum())
+            # the CTC targets (units when the head has its own; a batch without them has no CTC term: the
+            # head is frozen after the base stage, and forward names what is missing when it is not)
+            on_units = self.ctc_on_units and "ctc_lens" in batch
+            counts["ctc_tokens"] = int((batch["ctc_lens"] if on_units else text_lens).sum())
         return counts
 
     def _ctc_targets(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
