@@ -103,7 +103,7 @@ kenlm_dir=$top/tools/kenlm
 if [ ! -x "$kenlm_dir/bin/lmplz" ] || [ "$(cat "$kenlm_dir/.version" 2>/dev/null)" != "$kenlm_version" ]; then
   echo "tools/install.sh: building KenLM's lmplz (a few minutes; log: $log)"
   rm -rf "$kenlm_dir" && mkdir -p "$kenlm_dir/src" "$kenlm_dir/bin"
-  pip download --no-deps --no-binary :all: "kenlm==$kenlm_version" -d "$kenlm_dir/src" >>"$log" 2>&1 \
+  pip download --no-deps --no-binary kenlm "kenlm==$kenlm_version" -d "$kenlm_dir/src" >>"$log" 2>&1 \
     || pip_failed "kenlm==$kenlm_version (source for lmplz)"
   tar -xzf "$kenlm_dir/src/kenlm-$kenlm_version.tar.gz" -C "$kenlm_dir/src"
   build=$kenlm_dir/src/kenlm-$kenlm_version/build

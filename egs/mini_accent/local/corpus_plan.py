@@ -40,30 +40,48 @@ class Speaker:
 
 
 def allocate_speakers(accent_list: list[str], config: Mapping[str, Any], seed: int) -> dict[tuple[str, str], list[Speaker]]:
-    """(accent, role) -> speakers. Voices are taken without replacement from one shuffled grid, so
-    every speaker is a distinct (variant, pitch, rate) and test voices are never training voices."""
+    """(accent, role) -> speakers. Every speaker is a distinct (variant, pitch, rate). Test speakers are drawn
+    from their own grid over ``voices.test_variants``, espeak-ng variants that no training or dev speaker uses
+    (a held-out voice condition, not only a held-out pitch and rate); the others are taken without
+    replacement from one shuffled grid over ``voices.variants``."""
     voices_cfg, counts = config["voices"], config["speakers"]
-    grid = voice_grid(voices_cfg["variants"], voices_cfg["pitches"], voices_cfg["rates"], seed)
+    test_variants = voices_cfg.get("test_variants") or voices_cfg["variants"]
+    shared = sorted(set(test_variants) & set(voices_cfg["variants"])) if voices_cfg.get("test_variants") else []
+    if shared:
+        raise ValueError(f"config voices: test_variants {shared} are also in variants; a test voice must be one no "
+                         "training or dev speaker uses: remove them from one of the two lists")
+    grids = {"test": voice_grid(test_variants, voices_cfg["pitches"], voices_cfg["rates"], seed)}
+    grids["dev"] = grids["train"] = voice_grid(voices_cfg["variants"], voices_cfg["pitches"], voices_cfg["rates"], seed)
+    if not voices_cfg.get("test_variants"):  # one grid for every role: test voices first, never reused
+        grids["test"] = grids["train"]
     wanted = {(accent, role): int(counts[f"{'std' if accent == STANDARD else 'accent'}_{role}"])
               for accent in accent_list for role in ROLES}
     adapt_std = int(counts.get("std_adapt", 0))
-    if sum(wanted.values()) + adapt_std > len(grid):
-        raise ValueError(f"the config asks for {sum(wanted.values()) + adapt_std} speakers but voices give only "
-                         f"{len(grid)} combinations; add voice variants, pitches or rates, or ask for fewer speakers")
     rng = random.Random(f"{seed}:speaker-accents")
     speakers: dict[tuple[str, str], list[Speaker]] = {}
-    position = 0
+    position = {id(grid): 0 for grid in grids.values()}
     for role in ("test", "dev", "train"):  # test first: the held-out voices do not depend on train sizes
+        grid = grids[role]
         for accent in accent_list:
-            chosen = grid[position:position + wanted[accent, role]]
-            position += len(chosen)
+            start = position[id(grid)]
+            chosen = grid[start:start + wanted[accent, role]]
+            if len(chosen) < wanted[accent, role]:
+                raise ValueError(f"config speakers: the {role} speakers need more (variant, pitch, rate) combinations "
+                                 f"than the voices give ({len(grid)}); add voice variants, pitches or rates, or ask "
+                                 "for fewer speakers")
+            position[id(grid)] = start + len(chosen)
             if not chosen:
                 raise ValueError(f"config speakers: need at least one {role} speaker for {accent}")
             speakers[accent, role] = [Speaker(f"{accent}-{voice.tag}", role, voice, draw_speaker_accent(accent, rng))
                                       for voice in chosen]
     # Mandarin speakers of the adaptation set only (last, so the other speakers do not depend on them).
+    grid = grids["train"]
+    start = position[id(grid)]
+    if start + adapt_std > len(grid):
+        raise ValueError(f"config speakers: std_adapt={adapt_std} needs more voices than are left ({len(grid) - start}); "
+                         "add voice variants, pitches or rates, or ask for fewer speakers")
     speakers[STANDARD, "adapt"] = [Speaker(f"{STANDARD}-{voice.tag}", "adapt", voice, draw_speaker_accent(STANDARD, rng))
-                                   for voice in grid[position:position + adapt_std]]
+                                   for voice in grid[start:start + adapt_std]]
     return speakers
 
 
