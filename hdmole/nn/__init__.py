@@ -14,7 +14,7 @@ from .inject import (
     load_adapter_state_dict,
     mark_trainable,
 )
-from .layer import HDMoLELinear, global_routing, hdmole_layers
+from .layer import HDMoLELinear, forced_thresholds, global_routing, hdmole_layers
 from .reference import reference_forward
 from .router import GlobalRouter, lengths_to_mask, masked_mean
 from .stats import RoutingStatsRecorder, collect_routing_stats
@@ -24,6 +24,7 @@ __all__ = [
     "HDMoLELinear",
     "GlobalRouter",
     "global_routing",
+    "forced_thresholds",
     "inject",
     "mark_trainable",
     "adapter_state_dict",

@@ -66,6 +66,8 @@ class HDMoLELinear(nn.Module):
         self._global_posterior: Tensor | None = None
         # Set only inside a RoutingStatsRecorder; None means recording costs one attribute check.
         self._stats_sink = None
+        # Set only inside `with forced_thresholds(...)`: a fixed tau replacing the learned one (operating curves).
+        self._forced_tau: float | None = None
 
     # ------------------------------------------------------------------ nn.Linear look-alike
     @property
@@ -100,6 +102,9 @@ class HDMoLELinear(nn.Module):
         """tau in (0, 1), or None when the layer has no threshold."""
         if self.hdmole_threshold_logit is None:
             return None
+        if self._forced_tau is not None:
+            return torch.tensor(self._forced_tau, dtype=self.hdmole_threshold_logit.dtype,
+                                device=self.hdmole_threshold_logit.device)
         return torch.sigmoid(self.hdmole_threshold_logit)
 
     # ------------------------------------------------------------------ routing
@@ -198,3 +203,28 @@ def global_routing(module: nn.Module, g: Tensor):
     finally:
         for layer, old in zip(layers, previous):
             layer._global_posterior = old
+
+
+@contextmanager
+def forced_thresholds(module: nn.Module, tau: float | dict[str, float]):
+    """Replace the learned threshold of HDMoLE layers by a fixed tau inside the block (the forced-tau
+    operating curve: how the loss depends on tau around the learned value). ``tau``: one value for every
+    layer with a threshold, or {layer name: tau} for some of them. Restored on exit."""
+    layers = {name: layer for name, layer in hdmole_layers(module) if layer.config.uses_threshold}
+    if not layers:
+        raise ValueError("forced_thresholds: the module holds no HDMoLE layer with a threshold (gating: threshold)")
+    wanted = dict(tau) if isinstance(tau, dict) else {name: tau for name in layers}
+    unknown = sorted(set(wanted) - set(layers))
+    if unknown:
+        raise ValueError(f"forced_thresholds: no thresholded HDMoLE layer named {unknown}; layers: {sorted(layers)}")
+    for name, value in wanted.items():
+        if not 0.0 <= float(value) < 1.0:
+            raise ValueError(f"forced_thresholds: tau for {name!r} must be in [0, 1), got {value}")
+    previous = {name: layers[name]._forced_tau for name in wanted}
+    for name, value in wanted.items():
+        layers[name]._forced_tau = float(value)
+    try:
+        yield
+    finally:
+        for name, old in previous.items():
+            layers[name]._forced_tau = old
