@@ -145,6 +145,13 @@ class LLMASR(nn.Module):
 
         return global_routing(self, probs if self.router_grad else probs.detach())
 
+    def _gate_cost(self) -> torch.Tensor | None:
+        if not self.has_adapters():
+            return None
+        from hdmole.nn import gate_cost
+
+        return gate_cost(self)
+
     def project(self, enc_out: torch.Tensor, enc_lens: torch.Tensor):
         """Projector (call inside ``routing(probs)`` when it holds HDMoLE layers)."""
         return self.projector(enc_out, enc_lens)
@@ -276,6 +283,12 @@ class LLMASR(nn.Module):
             # positions would dominate memory for nothing.
             logits = self.llm.get_output_embeddings()(hidden[selected]).float()
         gold = labels[selected]
+        price = self._gate_cost()
+        if price is not None:  # HDMoLE's price on active experts (hdmole.nn.gate_cost; active_cost > 0)
+            out["loss_gate"] = price
+            total = total + price
+            # a mean over the batch's speech frames: counted per utterance, as L_accent is
+            terms.append((1.0, price, int(text_lens.numel()), "utterances"))
         out["loss_asr"] = F.cross_entropy(logits, gold)
         out["acc"] = (logits.argmax(-1) == gold).float().mean().detach()
         out["num_tokens"] = int(gold.numel())

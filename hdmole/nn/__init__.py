@@ -4,7 +4,15 @@ Knows nothing about speech and imports nothing from the rest of hdmole. See docs
 """
 
 from .config import HDMoLEConfig
-from .gating import expert_domains, gate, routing_probabilities, source_keep, threshold_gate, topk_gate
+from .gating import (
+    expert_domains,
+    gate,
+    routing_probabilities,
+    soft_extra_experts,
+    source_keep,
+    threshold_gate,
+    topk_gate,
+)
 from .inject import (
     adapter_parameters,
     adapter_state_dict,
@@ -14,7 +22,7 @@ from .inject import (
     load_adapter_state_dict,
     mark_trainable,
 )
-from .layer import HDMoLELinear, forced_thresholds, global_routing, hdmole_layers
+from .layer import HDMoLELinear, forced_thresholds, gate_cost, global_routing, hdmole_layers
 from .reference import reference_forward
 from .router import GlobalRouter, lengths_to_mask, masked_mean
 from .stats import RoutingStatsRecorder, collect_routing_stats
@@ -25,6 +33,8 @@ __all__ = [
     "GlobalRouter",
     "global_routing",
     "forced_thresholds",
+    "gate_cost",
+    "soft_extra_experts",
     "inject",
     "mark_trainable",
     "adapter_state_dict",

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 ROUTINGS = ("hierarchical", "local", "global", "none")
 COMBINES = ("product", "sum")
 GATINGS = ("threshold", "topk", "dense")
-GATE_GRADIENTS = ("straight_through", "exact")
+GATE_GRADIENTS = ("relaxed", "straight_through", "exact")
 
 
 @dataclass
@@ -35,7 +35,11 @@ class HDMoLEConfig:
     gating: str = "threshold"  # threshold | topk | dense
     top_k: int = 1  # k for gating == "topk"
     threshold_init: float = 0.1  # initial tau in (0, 1); tau = sigmoid(learned logit)
-    gate_gradient: str = "straight_through"  # straight_through | exact (see docs/method.md, gating)
+    gate_gradient: str = "relaxed"  # relaxed | straight_through | exact (docs/method.md section 4: the estimators)
+    gate_temperature: float = 0.02  # T of the relaxed threshold gradient and of the soft active-expert count
+    # Price of an active expert beyond the top one, in loss units per token and layer: the model adds
+    # active_cost * mean_tokens(sum_{e != top} sigmoid((p_e - tau) / T)) to its loss (hdmole.nn.gate_cost).
+    active_cost: float = 0.0
     # Domain whose posterior keeps the base model (docs/method.md, "the source-preserving path"): it owns no
     # expert, and the routed update is scaled by 1 - g_source, so g_source = 1 gives exactly the base layer.
     source_domain: int | None = None
@@ -113,7 +117,7 @@ class HDMoLEConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an int, got {value!r}")
             need(value >= 1, f"{name} must be >= 1, got {value}")
-        for name in ("alpha", "dropout", "combine_lambda", "threshold_init"):
+        for name in ("alpha", "dropout", "combine_lambda", "threshold_init", "gate_temperature", "active_cost"):
             value = getattr(self, name)
             need(
                 isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -123,6 +127,8 @@ class HDMoLEConfig:
         need(0.0 <= self.dropout < 1.0, f"dropout must be in [0, 1), got {self.dropout}")
         need(0.0 <= self.combine_lambda <= 1.0, f"combine_lambda must be in [0, 1], got {self.combine_lambda}")
         need(0.0 < self.threshold_init < 1.0, f"threshold_init must be in (0, 1), got {self.threshold_init}")
+        need(self.gate_temperature > 0, f"gate_temperature must be > 0, got {self.gate_temperature}")
+        need(self.active_cost >= 0, f"active_cost must be >= 0 (a price, not a reward), got {self.active_cost}")
         need(self.routing in ROUTINGS, f"routing must be one of {ROUTINGS}, got {self.routing!r}")
         need(self.combine in COMBINES, f"combine must be one of {COMBINES}, got {self.combine!r}")
         need(self.gating in GATINGS, f"gating must be one of {GATINGS}, got {self.gating!r}")

@@ -67,25 +67,60 @@ def _straight_through(surrogate: Tensor, forward_value: Tensor) -> Tensor:
     return surrogate + (forward_value - surrogate).detach()
 
 
-def threshold_gate(p: Tensor, tau: Tensor, straight_through: bool) -> Tensor:
+def _capped_tau(p: Tensor, tau: Tensor) -> tuple[Tensor, Tensor]:
+    """(p_top [N, 1], tau' = min(tau, p_top - margin) [N, 1]): the top expert always keeps a positive weight."""
+    p_top = p.amax(dim=-1, keepdim=True)
+    return p_top, torch.minimum(tau.to(p.dtype).expand_as(p_top), p_top - _TOP_MARGIN)
+
+
+def _shifted_weights(p: Tensor, tau_eff: Tensor) -> Tensor:
+    shifted = torch.relu(p - tau_eff)
+    return shifted / shifted.sum(dim=-1, keepdim=True).clamp_min(_TINY)
+
+
+def threshold_gate(p: Tensor, tau: Tensor, gradient: str = "relaxed", temperature: float = 0.02) -> Tensor:
     """Dynamic-threshold gate: experts with p_e > tau are active, the top expert always is.
 
-    Forward: w_e = relu(p_e - tau') / sum_j relu(p_j - tau'), tau' = min(tau, p_top - margin), so weights
-    of active experts are shifted down by tau and renormalised to 1.
-    Backward: "exact" differentiates that expression (tau and the router get no gradient when a single
-    expert is active, because its weight is the constant 1); "straight_through" uses the surrogate
-    u_e = (p_e - tau) * active_e, which gives dL/dtau = -sum_active dL/dw_e and dL/dp_e = dL/dw_e for
-    every active expert, whatever their number.
+    Forward (every estimator): w_e = relu(p_e - tau') / sum_j relu(p_j - tau'), tau' = min(tau, p_top - margin):
+    the active weights are shifted down by tau and renormalised to 1. Raising tau moves weight from the
+    weaker active experts to the stronger ones and switches experts off continuously (a weight reaches 0
+    exactly when its expert leaves), but never changes the size of the update (the weights sum to 1).
+    Backward (``gradient``, docs/method.md section 4):
+      "exact": autograd through that expression. It is the true derivative, but flat wherever one expert is
+        active (the weight is the constant 1), so a tau above every runner-up never comes back.
+      "straight_through": the surrogate u_e = (p_e - tau) * active_e, i.e. the derivative of an
+        UN-normalised gate. Kept for comparison only: in it a lower tau enlarges every active weight, so
+        while the adapters grow, dL/dtau is biased negative and tau collapses to dense gating (measured).
+      "relaxed" (default): the router gets the straight-through gradient above with tau held fixed (it
+        keeps learning when one expert is active, as Switch's top-1 does); tau gets the gradient of the same
+        normalised gate with relu(z) smoothed to T * softplus(z / T) (T = ``temperature``). Its sign follows
+        the forward pass's own dependence on tau, and the smoothing lets a runner-up within a few T below
+        the threshold say whether letting it in would help, so tau also leaves the one-expert plateau.
     """
-    p_top = p.amax(dim=-1, keepdim=True)
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not straight_through):
-        tau_eff = torch.minimum(tau.to(p.dtype).expand_as(p_top), p_top - _TOP_MARGIN)
-        shifted = torch.relu(p - tau_eff)
-        weights = shifted / shifted.sum(dim=-1, keepdim=True).clamp_min(_TINY)
-    if not straight_through:
-        return weights
-    active = (shifted > 0).to(p.dtype)
-    return _straight_through((p - tau.to(p.dtype)) * active, weights)
+    p_top, tau_eff = _capped_tau(p, tau)
+    if gradient == "exact":
+        return _shifted_weights(p, tau_eff)
+    with torch.no_grad():
+        weights = _shifted_weights(p, tau_eff)
+        active = (p > tau_eff).to(p.dtype)
+    if gradient == "straight_through":
+        return _straight_through((p - tau.to(p.dtype)) * active, weights)
+    if gradient != "relaxed":
+        raise ValueError(f"threshold_gate: unknown gradient {gradient!r} (relaxed, straight_through, exact)")
+    router_part = (p - tau.detach().to(p.dtype)) * active
+    soft = torch.nn.functional.softplus((p.detach() - tau_eff) / temperature)
+    tau_part = soft / soft.sum(dim=-1, keepdim=True).clamp_min(_TINY)
+    surrogate = router_part + tau_part
+    return weights + (surrogate - surrogate.detach())
+
+
+def soft_extra_experts(p: Tensor, tau: Tensor, temperature: float) -> Tensor:
+    """[N]: a smooth count of the active experts beyond the always-active top one,
+    sum_{e != top} sigmoid((p_e - tau) / T). Its mean is what an active expert is priced on
+    (``HDMoLEConfig.active_cost``); differentiable in tau and in p."""
+    counts = torch.sigmoid((p - tau.to(p.dtype)) / temperature)
+    top = counts.gather(-1, p.argmax(dim=-1, keepdim=True))
+    return counts.sum(dim=-1) - top.squeeze(-1)
 
 
 def topk_gate(p: Tensor, k: int, straight_through: bool) -> Tensor:
@@ -106,9 +141,8 @@ def topk_gate(p: Tensor, k: int, straight_through: bool) -> Tensor:
 
 
 def gate(config: HDMoLEConfig, p: Tensor, tau: Tensor | None) -> Tensor:
-    straight_through = config.gate_gradient == "straight_through"
     if config.gating == "dense":
         return p
     if config.gating == "topk":
-        return topk_gate(p, config.top_k, straight_through)
-    return threshold_gate(p, tau, straight_through)
+        return topk_gate(p, config.top_k, straight_through=config.gate_gradient != "exact")
+    return threshold_gate(p, tau, config.gate_gradient, config.gate_temperature)

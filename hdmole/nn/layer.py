@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .config import HDMoLEConfig
-from .gating import gate, routing_probabilities, source_keep
+from .gating import gate, routing_probabilities, soft_extra_experts, source_keep
 
 # Local-router init: logits of std ~0.1 for unit-variance inputs, i.e. a near-uniform softmax (so at
 # the start p is essentially the global posterior) that still breaks ties token by token (so static
@@ -66,6 +66,8 @@ class HDMoLELinear(nn.Module):
         self._global_posterior: Tensor | None = None
         # Set only inside a RoutingStatsRecorder; None means recording costs one attribute check.
         self._stats_sink = None
+        # The active-expert price of the last forward with gradients (config.active_cost > 0), until gate_cost reads it.
+        self._gate_cost: Tensor | None = None
         # Set only inside `with forced_thresholds(...)`: a fixed tau replacing the learned one (operating curves).
         self._forced_tau: float | None = None
 
@@ -141,7 +143,11 @@ class HDMoLELinear(nn.Module):
         local_logits = self.hdmole_router(flat.to(dtype)) if self.hdmole_router is not None else None
         posterior = self._token_posterior(lead, flat.shape[0], dtype) if cfg.uses_global_posterior else None
         p = routing_probabilities(cfg, local_logits, posterior)
-        w = gate(cfg, p, self.threshold())
+        tau = self.threshold()
+        w = gate(cfg, p, tau)
+        if cfg.uses_threshold and cfg.active_cost > 0 and torch.is_grad_enabled():
+            extra = soft_extra_experts(p, tau, cfg.gate_temperature).mean()
+            self._gate_cost = cfg.active_cost * extra if self._gate_cost is None else self._gate_cost + cfg.active_cost * extra
         keep = source_keep(cfg, posterior) if posterior is not None else None
         if self._stats_sink is not None:
             self._stats_sink.record(self, w.detach(), lead, None if keep is None else keep.detach())
@@ -203,6 +209,18 @@ def global_routing(module: nn.Module, g: Tensor):
     finally:
         for layer, old in zip(layers, previous):
             layer._global_posterior = old
+
+
+def gate_cost(module: nn.Module) -> Tensor | None:
+    """The active-expert price (``HDMoLEConfig.active_cost``) of the HDMoLE layers' forwards since the last call,
+    summed over layers, to be added to the training loss; None when no layer priced anything. Reading it clears
+    it, so call it once per forward (a layer run twice before a read adds both runs)."""
+    total = None
+    for _, layer in hdmole_layers(module):
+        if layer._gate_cost is not None:
+            total = layer._gate_cost if total is None else total + layer._gate_cost
+            layer._gate_cost = None
+    return total
 
 
 @contextmanager

@@ -18,6 +18,7 @@ step loss over every rank; the other logged values are rank 0's per-batch means.
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import logging
@@ -43,7 +44,12 @@ from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forwa
 from hdmole.train.setup import prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
-LOGGED = ("loss_asr", "loss_ctc", "loss_accent", "acc")  # per-batch values averaged into the log records
+LOGGED = ("loss_asr", "loss_ctc", "loss_accent", "loss_gate", "acc")  # per-batch values averaged into the log records
+
+
+def _warmup_then_constant(step: int, warmup: int) -> float:
+    """Learning-rate factor of the threshold group: the same linear warmup as the rest, then constant."""
+    return min(1.0, (step + 1) / max(1, warmup)) if warmup > 0 else 1.0
 
 
 class NonFiniteLossError(RuntimeError):
@@ -107,6 +113,11 @@ class Trainer:
                                            weight_decay=opt.weight_decay)
         self.scheduler = get_scheduler(opt.scheduler, self.optimizer, num_warmup_steps=opt.warmup_steps,
                                        num_training_steps=opt.max_steps)
+        for index, group in enumerate(self.optimizer.param_groups):
+            if group.get("thresholds"):
+                # The thresholds keep their rate after the warmup: annealed with the adapters', a tau that had
+                # moved early could never move back (docs/method.md section 4).
+                self.scheduler.lr_lambdas[index] = functools.partial(_warmup_then_constant, warmup=opt.warmup_steps)
         self.train_loader, self.dev_loader = self._loaders()
         self.cache = self._fill_cache()
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -124,7 +135,7 @@ class Trainer:
         groups = [{"params": [p for p, t in zip(self.params, is_tau) if not t]}]
         if any(is_tau):
             groups.append({"params": [p for p, t in zip(self.params, is_tau) if t], "lr": opt.threshold_lr,
-                           "weight_decay": 0.0})
+                           "weight_decay": 0.0, "thresholds": True})
         return [g for g in groups if g["params"]]
 
     # ------------------------------------------------------------------------------------ data
