@@ -19,14 +19,16 @@ from hdmole.train.config import ConfigError, adapter_config_for, load_train_conf
 
 ROOT = Path(__file__).resolve().parent.parent
 TABLE = ["full_ft", "lora", "mole_top1", "mole_top2", "mole_dense", "hdmole_no_global", "hdmole_global_only",
-         "hdmole_no_threshold", "hdmole_no_source", "hdmole", "hdmole_oracle"]
+         "hdmole_dense", "hdmole_no_threshold", "hdmole_no_source", "hdmole", "hdmole_spk", "hdmole_oracle"]
 # docs/method.md section 6: (routing, gating, top_k, source-preserving path) of each mixture system.
 METHOD = {"mole_top1": ("local", "topk", 1, False), "mole_top2": ("local", "topk", 2, False),
           "mole_dense": ("local", "dense", None, False), "hdmole_no_global": ("local", "threshold", None, False),
           "hdmole_global_only": ("global", "threshold", None, True),
+          "hdmole_dense": ("hierarchical", "dense", None, True),
           "hdmole_no_threshold": ("hierarchical", "topk", 2, True),
           "hdmole_no_source": ("hierarchical", "threshold", None, False),
-          "hdmole": ("hierarchical", "threshold", None, True), "hdmole_oracle": ("hierarchical", "threshold", None, True)}
+          "hdmole": ("hierarchical", "threshold", None, True), "hdmole_oracle": ("hierarchical", "threshold", None, True),
+          "hdmole_spk": ("hierarchical", "threshold", None, True)}
 # recipe: (accents, expert rank r): mini_accent's Mandarin + 4 accents, KeSpeech's Mandarin + 8 subdialects.
 RECIPES = {"mini_accent": (5, 3), "kespeech": (9, 16)}
 # Shapes of the real projectors (Whisper d_model x stack 5 -> hidden 2048 -> LLM width): large, small.
@@ -72,6 +74,11 @@ def test_every_system_composes_with_every_recipe_as_documented(recipe, tmp_path)
     assert oracle.model["oracle_routing"] is True and oracle.adapter.train_global_router is False
     plain, _ = load_system(recipe, "hdmole", accents)
     assert not plain.model.get("oracle_routing") and plain.adapter.train_global_router is False
+    assert plain.model["global_router"].get("pool", "utterance") == "utterance"
+    speaker, _ = load_system(recipe, "hdmole_spk", accents)
+    assert speaker.model["global_router"]["pool"] == "speaker" and speaker.adapter.train_global_router is False
+    online, _ = load_system(recipe, "hdmole_spk", accents, "adapter.speaker_first_k=3")
+    assert online.model["global_router"]["pool_first_k"] == 3
 
 
 def count_adapter_params(adapter_conf, shape) -> int:

@@ -130,7 +130,14 @@ def decode_shard(job: dict) -> dict:
     shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn)
     hyps, refs, frames = {}, {}, 0
     start = time.perf_counter()
+    pooled = None
+    if getattr(model, "route_pooling", "utterance") == "speaker":  # the speaker's evidence, from the whole set
+        from hdmole.models.speaker_routing import attach_route_logits, speaker_route_logits
+
+        pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k)
     for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
+        if pooled is not None:
+            batch = attach_route_logits(batch, pooled)
         texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
                              max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm, fusion=fusion)
         for utt, hyp, ref in zip(batch["utt_ids"], texts, batch["texts"]):

@@ -40,6 +40,28 @@ def confusion_summary(confusion: list[list[int]], names: list[str], posterior_su
     }
 
 
+# The enrolment sizes of the online case: a speaker routed with its first k utterances (0 = all of them).
+FIRST_K = (0, 1, 3, 10)
+
+
+def speaker_level_accuracy(logits: dict, truths: dict, utt2spk: dict) -> dict:
+    """Accuracy of speaker-level routing (hdmole.models.speaker_routing) over the utterances and over the
+    speakers, pooling every utterance of a speaker (``all``) or its first k (``first_<k>``)."""
+    from hdmole.models.speaker_routing import pool_by_speaker
+
+    out = {}
+    for k in FIRST_K:
+        pooled = pool_by_speaker(logits, utt2spk, first_k=k)
+        correct = {u: int(pooled[u].argmax()) == truths[u] for u in pooled}
+        speakers: dict[str, bool] = {}
+        for utt, ok in correct.items():
+            speakers[utt2spk[utt]] = speakers.get(utt2spk[utt], True) and ok
+        out["all" if k == 0 else f"first_{k}"] = {
+            "utterance_accuracy": sum(correct.values()) / len(correct) if correct else None,
+            "speakers": len(speakers), "speakers_correct": sum(speakers.values())}
+    return out
+
+
 def confusion_text(summary: dict) -> str:
     names = summary["accents"]
     width = max(len(n) for n in names + ["true \\ routed"]) + 1
@@ -95,17 +117,24 @@ def _evaluate(args) -> int:
         loader = build_dataloader(data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
         confusion = [[0] * len(names) for _ in names]
         posterior_sums = [[0.0] * len(names) for _ in names]
+        logits, truths = {}, {}
         with torch.no_grad():
             for batch in tqdm(loader, desc=f"router on {Path(data).name}"):
                 enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-                posterior = model.route(enc_out, enc_lens).cpu()
-                for truth, row in zip(batch["accents"].tolist(), posterior.tolist()):
-                    confusion[truth][max(range(len(row)), key=row.__getitem__)] += 1
-                    posterior_sums[truth] = [a + b for a, b in zip(posterior_sums[truth], row)]
+                rows = model.route_logits(enc_out, enc_lens).float().cpu()
+                for utt, truth, row in zip(batch["utt_ids"], batch["accents"].tolist(), rows):
+                    logits[utt], truths[utt] = row, truth
+                    posterior = row.softmax(-1).tolist()
+                    confusion[truth][int(row.argmax())] += 1
+                    posterior_sums[truth] = [a + b for a, b in zip(posterior_sums[truth], posterior)]
         summary = confusion_summary(confusion, names, posterior_sums)
+        summary["speaker_level"] = speaker_level_accuracy(logits, truths, loader.dataset.data.utt2spk.entries)
         stem = args.out / f"router_{Path(data).name}"
         stem.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         stem.with_suffix(".txt").write_text(confusion_text(summary), encoding="utf-8")
+        spk = summary["speaker_level"]["all"]
+        print(f"hdmole.bin.eval_router: {Path(data).name}: speaker-level {100 * spk['utterance_accuracy']:.1f}% "
+              f"({spk['speakers_correct']}/{spk['speakers']} speakers)")
         print(f"hdmole.bin.eval_router: {Path(data).name}: accuracy {100 * summary['accuracy']:.1f}%, "
               + ", ".join(f"{n} {100 * r:.0f}%" for n, r in summary["recall"].items() if r is not None))
     return 0

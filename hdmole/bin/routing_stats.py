@@ -76,11 +76,17 @@ def main(argv: list[str] | None = None) -> int:
               "(a single LoRA or full fine-tuning routes nothing)", file=sys.stderr)
         return 1
     loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
+    pooled = None
+    if getattr(model, "route_pooling", "utterance") == "speaker":
+        from hdmole.models.speaker_routing import speaker_route_logits
+
+        pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k)
     with torch.no_grad(), recorder:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
             enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-            probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
+            route_logits = None if pooled is None else torch.stack([pooled[u] for u in batch["utt_ids"]])
+            probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"), route_logits)
             with model.routing(probs):
                 model.project(enc_out, enc_lens)
     stats = recorder.summary()

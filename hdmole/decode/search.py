@@ -220,7 +220,7 @@ def decode_batch_ids(model, batch: dict, beam: int = 1, max_len: int | None = No
         raise ValueError(f"beam must be >= 1, got {beam}")
     model.eval()
     enc_out, enc_lens = _batch_encoder_output(model, batch)
-    probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
+    probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"), batch.get("route_logits"))
     if beam == 1 and (fusion is None or fusion.weight == 0.0):
         return greedy_search(model, enc_out, enc_lens, probs, max_len, max_len_ratio)
     return beam_search(model, enc_out, enc_lens, probs, beam, max_len, max_len_ratio, length_norm, fusion)
@@ -245,7 +245,7 @@ def hf_generate(model, batch: dict, beam: int = 1, max_len: int | None = None,
     """
     model.eval()
     enc_out, enc_lens = _batch_encoder_output(model, batch)
-    probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
+    probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"), batch.get("route_logits"))
     embeds, mask, _, speech_lens = _prefill(model, enc_out, enc_lens, probs)
     limits = token_limits(speech_lens, max_len, max_len_ratio)
     pad = model.llm.config.pad_token_id if model.llm.config.pad_token_id is not None else model.eos_id

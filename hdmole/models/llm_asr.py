@@ -23,7 +23,9 @@ PROJECTOR_KEYS = {"stack", "hidden", "tail"}
 # head hears (greedy), see LLMASR.route_logits.
 ROUTER_INPUTS = ("encoder", "ctc", "ctc_ngrams")
 MAX_NGRAM_FEATURES = 1_000_000  # unit bigrams: V^2 features, fine for a few hundred units, not for 150k tokens
-ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input"}  # GlobalRouter's + input
+# GlobalRouter's keys + what the model does around it: its input, and the pooling over a speaker's utterances
+# (hdmole.models.speaker_routing: pool: utterance | speaker, pool_first_k: 0 = every utterance of the speaker)
+ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input", "pool", "pool_first_k"}
 DEFAULT_PROMPT = "转写："
 
 
@@ -52,6 +54,8 @@ class LLMASR(nn.Module):
         router_input: str = "encoder",
         oracle_routing: bool = False,
         ctc_on_units: bool = False,
+        route_pooling: str = "utterance",
+        route_pool_first_k: int = 0,
     ):
         super().__init__()
         self.encoder, self.projector, self.llm = encoder, projector, llm
@@ -68,6 +72,15 @@ class LLMASR(nn.Module):
         if oracle_routing and global_router is None:
             raise ValueError("oracle_routing needs the global_router section (it sets the number of domains)")
         self.oracle_routing = bool(oracle_routing)
+        from hdmole.models.speaker_routing import POOLINGS
+
+        if route_pooling not in POOLINGS:
+            raise ValueError(f"global_router.pool must be one of {POOLINGS}, got {route_pooling!r}")
+        if route_pooling != "utterance" and global_router is None:
+            raise ValueError("global_router.pool: speaker needs the global_router")
+        # Speaker-level routing: the data loop hands the pooled logits in as batch["route_logits"]
+        # (hdmole.models.speaker_routing); the model itself only refuses to route without them.
+        self.route_pooling, self.route_pool_first_k = route_pooling, int(route_pool_first_k)
         self.eos_id, self.bos_id = eos_id, bos_id
         # Derived from the config and the tokenizer, so not part of the state dict.
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
@@ -123,14 +136,28 @@ class LLMASR(nn.Module):
         return self.route_logits(enc_out, enc_lens).softmax(-1)
 
     def routing_posterior(self, enc_out: torch.Tensor, enc_lens: torch.Tensor,
-                          accents: torch.Tensor | None = None) -> torch.Tensor | None:
-        """The ``[B, D]`` posterior handed to the HDMoLE layers: the global router's, or with
-        ``oracle_routing`` the one-hot accent labels (an upper bound: it needs the labels at test time)."""
+                          accents: torch.Tensor | None = None,
+                          route_logits: torch.Tensor | None = None) -> torch.Tensor | None:
+        """The ``[B, D]`` posterior handed to the HDMoLE layers: the global router's (of this utterance, or with
+        ``global_router.pool: speaker`` the pooled ``route_logits`` of its speaker), or with ``oracle_routing``
+        the one-hot accent labels (an upper bound: it needs the labels at test time). Training and decoding
+        both route through here."""
         if self.oracle_routing:
             if accents is None:
                 raise ValueError("oracle_routing needs the accent label of every utterance (utt2accent)")
             return F.one_hot(accents.to(enc_out.device), self.global_router.num_domains).to(enc_out.dtype)
-        return self.route(enc_out, enc_lens) if self.global_router is not None else None
+        if self.global_router is None:
+            return None
+        return self._routing_logits(enc_out, enc_lens, route_logits).softmax(-1)
+
+    def _routing_logits(self, enc_out, enc_lens, route_logits):
+        if self.route_pooling == "speaker":
+            if route_logits is None:
+                raise ValueError("global_router.pool: speaker routes every utterance with its speaker's pooled "
+                                 "posterior, and this batch has none (batch['route_logits']): compute them with "
+                                 "hdmole.models.speaker_routing.speaker_route_logits over the data set")
+            return route_logits.to(device=enc_out.device, dtype=torch.float32)
+        return self.route_logits(enc_out, enc_lens)
 
     def has_adapters(self) -> bool:
         from hdmole.nn import HDMoLELinear
@@ -178,15 +205,17 @@ class LLMASR(nn.Module):
             enc_out, enc_lens = self.encode(batch["feats"], batch["feat_lens"])
         probs = None
         if self.global_router is not None:
+            # the utterance's own logits train the router (router pre-training, or a router trained jointly)
             logits = self.route_logits(enc_out, enc_lens)
-            probs = logits.softmax(-1)
             accents = batch.get("accents")
             if accents is not None:
                 accents = accents.to(logits.device)
                 out["loss_accent"] = F.cross_entropy(logits.float(), accents)
                 out["accent_acc"] = (logits.argmax(-1) == accents).float().mean().detach()
-            if self.oracle_routing:
-                probs = self.routing_posterior(enc_out, enc_lens, batch.get("accents"))
+            if self.oracle_routing or self.route_pooling != "utterance":
+                probs = self.routing_posterior(enc_out, enc_lens, batch.get("accents"), batch.get("route_logits"))
+            else:
+                probs = logits.softmax(-1)
         return enc_out, enc_lens, probs
 
     def _ctc_loss(self, enc_out, enc_lens, text_ids, text_lens) -> torch.Tensor:
@@ -376,7 +405,7 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
     projector = Projector(encoder.output_size, llm.get_input_embeddings().embedding_dim,
                           stack=proj_conf.get("stack", 2), hidden=proj_conf.get("hidden", 2048),
                           tail=proj_conf.get("tail", "pad"))
-    router, router_input = None, "encoder"
+    router, router_input, pooling = None, "encoder", ("utterance", 0)
     ctc_weight = float(conf.get("ctc_weight", 0.0))
     ctc_vocab = tokenizer.vocab_size
     if conf.get("ctc_units"):  # CTC on its own units (a unit list file), not on the LLM's tokens
@@ -396,6 +425,7 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
         if router_input == "ctc_ngrams" and d_in > MAX_NGRAM_FEATURES:
             raise ValueError(f"model config: global_router.input: ctc_ngrams over {ctc_vocab} CTC units means {d_in} "
                              "features; use a small unit list for the CTC head (ctc_units), or input: ctc")
+        pooling = (router_conf.pop("pool", "utterance"), router_conf.pop("pool_first_k", 0))
         router = _build_router(router_conf, d_in, num_accents)
     use_bos = conf.get("use_bos", True)
     if use_bos and (tokenizer.bos_id is None or tokenizer.bos_id < 0):
@@ -413,6 +443,8 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
         router_input=router_input,
         oracle_routing=bool(conf.get("oracle_routing", False)),
         ctc_on_units=bool(conf.get("ctc_units")),
+        route_pooling=pooling[0],
+        route_pool_first_k=pooling[1],
     )
 
 

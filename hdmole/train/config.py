@@ -111,6 +111,11 @@ class AdapterConfig:
     # Route with the accent labels instead of the global router (an upper bound: test sets need labels);
     # a model behaviour, so loading the config sets the model's oracle_routing (kept in config.yaml).
     oracle_routing: bool = False
+    # Speaker-level routing (beyond the paper; hdmole.models.speaker_routing): every utterance routed with the
+    # router posterior pooled over its speaker's utterances (speaker_first_k > 0: the first k only, the online
+    # case); sets the model's global_router.pool. Needs a frozen router (train_global_router: false).
+    speaker_routing: bool = False
+    speaker_first_k: int = 0
 
 
 @dataclass
@@ -413,6 +418,12 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
     adapter = raw.get("adapter")
     if isinstance(adapter, dict) and adapter.get("oracle_routing") and isinstance(raw.get("model"), dict):
         raw["model"]["oracle_routing"] = True
+    if isinstance(adapter, dict) and adapter.get("speaker_routing") and isinstance(raw.get("model"), dict):
+        if not isinstance(raw["model"].get("global_router"), dict):
+            raise ConfigError(f"{path}: adapter.speaker_routing pools the global router's posteriors, and the model "
+                              "has no global_router section")
+        raw["model"]["global_router"] = {**raw["model"]["global_router"], "pool": "speaker",
+                                         "pool_first_k": int(adapter.get("speaker_first_k", 0))}
     if isinstance(raw.get("init"), str):
         raw["init"] = [raw["init"]]
     config = _build(TrainConfig, raw, "", str(path))

@@ -120,6 +120,7 @@ class Trainer:
                 self.scheduler.lr_lambdas[index] = functools.partial(_warmup_then_constant, warmup=opt.warmup_steps)
         self.train_loader, self.dev_loader = self._loaders()
         self.cache = self._fill_cache()
+        self.route_logits = self._speaker_route_logits()
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds = 0.0
         self.best: float | None = None
@@ -174,10 +175,35 @@ class Trainer:
                 cache.fill(self.model, loader, self.device, f"{name} set", show_progress=self.is_main)
         return cache
 
+    def _speaker_route_logits(self) -> dict | None:
+        """With ``global_router.pool: speaker``: every train and dev utterance's pooled router logits (its
+        speaker's evidence), computed once: the router is frozen, so they are constants (train as you route)."""
+        if self.config.mode != "adapt" or getattr(self.model, "route_pooling", "utterance") == "utterance":
+            return None
+        if any(p.requires_grad for p in self.model.global_router.parameters()):
+            raise ConfigError("global_router.pool: speaker pools a frozen router's posteriors over each speaker before "
+                              "training; set adapter.train_global_router: false (or route by utterance)")
+        from hdmole.models.speaker_routing import speaker_route_logits
+
+        c = self.config
+        pooled: dict = {}
+        for data_dir in (c.data.train, c.data.dev):
+            if data_dir:
+                loader = build_dataloader(data_dir, self.accents, max_frames=c.data.max_frames, shuffle=False,
+                                          seed=c.seed, cmvn=c.data.cmvn)
+                attach = (lambda b: self.cache.attach(b, self.device)) if self.cache is not None else None
+                pooled.update(speaker_route_logits(self.model, loader, self.device, self.model.route_pool_first_k, attach))
+        log.info("speaker-level routing: pooled router posteriors of %d utterances", len(pooled))
+        return pooled
+
     def _to_device(self, batch: dict) -> dict:
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if self.cache is not None:
             batch = self.cache.attach(batch, self.device)
+        if self.route_logits is not None:
+            from hdmole.models.speaker_routing import attach_route_logits
+
+            batch = attach_route_logits(batch, self.route_logits, self.device)
         return batch
 
     # ------------------------------------------------------------------------------------ forward
