@@ -115,3 +115,45 @@ def test_stats_record_the_update_scale_and_gate_activity_apart():
     assert stats["Mandarin"]["mean_update_scale"] == 0.0 and sum(stats["Mandarin"]["mean_weight_per_expert"]) == 0.0
     assert stats["Southwestern"]["mean_update_scale"] == 1.0
     assert stats["Southwestern"]["mean_weight_per_expert"][0] == pytest.approx(1.0, abs=0.05)  # its own expert (e0)
+
+
+# ------------------------------------------------------------------------------------------ the source gate
+G_ROWS = torch.tensor([[0.60, 0.10, 0.10, 0.10, 0.10],   # clearly the source
+                       [0.30, 0.40, 0.10, 0.10, 0.10],   # an accent, the source second
+                       [0.05, 0.80, 0.05, 0.05, 0.05]])  # clearly an accent
+
+
+def test_source_gate_bias_shifts_the_source_logit_and_zero_bias_is_the_plain_scale():
+    from hdmole.nn import source_keep
+
+    plain = HDMoLEConfig(rank=2, num_domains=5, source_domain=0)
+    torch.testing.assert_close(source_keep(plain, G_ROWS), 1 - G_ROWS[:, :1])
+    for bias in (-1.0, 0.7, 2.0):
+        gated = HDMoLEConfig(rank=2, num_domains=5, source_domain=0, source_gate_bias=bias)
+        biased = torch.softmax(G_ROWS.log() + torch.tensor([bias, 0, 0, 0, 0]), -1)  # the logit moved by b
+        torch.testing.assert_close(source_keep(gated, G_ROWS), 1 - biased[:, :1])
+    protective = HDMoLEConfig(rank=2, num_domains=5, source_domain=0, source_gate_bias=2.0)
+    assert torch.all(source_keep(protective, G_ROWS) < source_keep(plain, G_ROWS))
+
+
+def test_hard_source_gate_is_off_where_the_biased_argmax_is_the_source_and_fully_on_elsewhere():
+    from hdmole.nn import source_keep
+
+    hard = HDMoLEConfig(rank=2, num_domains=5, source_domain=0, source_gate_hard=True)
+    torch.testing.assert_close(source_keep(hard, G_ROWS), torch.tensor([[0.0], [1.0], [1.0]]))
+    # a bias of log(2) makes the second row's source (0.30 * 2 = 0.6 > 0.40) win
+    hard_biased = HDMoLEConfig(rank=2, num_domains=5, source_domain=0, source_gate_hard=True, source_gate_bias=0.7)
+    torch.testing.assert_close(source_keep(hard_biased, G_ROWS), torch.tensor([[0.0], [0.0], [1.0]]))
+    # the layer applies it: the source-routed row is exactly the base layer, the others are not
+    model = trained_model(hard)
+    x = torch.randn(3, 4, 12)
+    with global_routing(model, G_ROWS):
+        y = model(x)
+    base = model[2].base_layer(torch.relu(model[0].base_layer(x)))
+    torch.testing.assert_close(y[0], base[0], rtol=0, atol=0)
+    assert not torch.allclose(y[1], base[1])
+
+
+def test_source_gate_needs_a_source_domain():
+    with pytest.raises(ValueError, match="source_gate"):
+        HDMoLEConfig(rank=2, num_domains=5, routing="local", source_gate_bias=1.0)

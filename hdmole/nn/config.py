@@ -43,6 +43,12 @@ class HDMoLEConfig:
     # Domain whose posterior keeps the base model (docs/method.md, "the source-preserving path"): it owns no
     # expert, and the routed update is scaled by 1 - g_source, so g_source = 1 gives exactly the base layer.
     source_domain: int | None = None
+    # The source gate (docs/method.md section 3.5): a bias added to the source domain's log-posterior before the
+    # 1 - g_source scale (> 0 protects the source domain more), and optionally a hard decision (the update is
+    # off when the biased posterior's argmax is the source domain, fully on otherwise). Part of the layer, so
+    # training and decoding use the same gate.
+    source_gate_bias: float = 0.0
+    source_gate_hard: bool = False
 
     def __post_init__(self) -> None:
         self.validate()
@@ -117,7 +123,8 @@ class HDMoLEConfig:
             value = getattr(self, name)
             need(isinstance(value, int) and not isinstance(value, bool), f"{name} must be an int, got {value!r}")
             need(value >= 1, f"{name} must be >= 1, got {value}")
-        for name in ("alpha", "dropout", "combine_lambda", "threshold_init", "gate_temperature", "active_cost"):
+        for name in ("alpha", "dropout", "combine_lambda", "threshold_init", "gate_temperature", "active_cost",
+                     "source_gate_bias"):
             value = getattr(self, name)
             need(
                 isinstance(value, (int, float)) and not isinstance(value, bool),
@@ -136,6 +143,10 @@ class HDMoLEConfig:
             self.gate_gradient in GATE_GRADIENTS,
             f"gate_gradient must be one of {GATE_GRADIENTS}, got {self.gate_gradient!r}",
         )
+        need(isinstance(self.source_gate_hard, bool), f"source_gate_hard must be true or false, got {self.source_gate_hard!r}")
+        if self.source_domain is None:
+            need(self.source_gate_bias == 0 and not self.source_gate_hard,
+                 "source_gate_bias / source_gate_hard need a source_domain (the gate acts on its posterior)")
         if self.source_domain is not None:
             s = self.source_domain
             need(isinstance(s, int) and not isinstance(s, bool), f"source_domain must be an int or None, got {s!r}")

@@ -8,6 +8,8 @@ See docs/method.md for the reasoning behind every choice here.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -28,10 +30,23 @@ def expert_domains(config: HDMoLEConfig, device: torch.device | None = None) -> 
 
 
 def source_keep(config: HDMoLEConfig, global_posterior: Tensor) -> Tensor | None:
-    """[N, 1] factor 1 - g_source that scales the routed update, or None without a source domain."""
+    """[N, 1] factor 1 - g'_source that scales the routed update, or None without a source domain.
+
+    g' is the posterior with ``source_gate_bias`` b added to the source domain's log-probability:
+    g'_s = g_s e^b / (g_s e^b + 1 - g_s). With ``source_gate_hard`` the factor is 0 where the biased posterior's
+    argmax is the source domain (g_s e^b >= every other g_d) and 1 elsewhere."""
     if config.source_domain is None:
         return None
-    return 1.0 - global_posterior[:, config.source_domain : config.source_domain + 1]
+    s = config.source_domain
+    g_source = global_posterior[:, s : s + 1]
+    boost = math.exp(config.source_gate_bias)
+    if config.source_gate_hard:
+        others = torch.cat([global_posterior[:, :s], global_posterior[:, s + 1 :]], dim=-1)
+        return (g_source * boost < others.amax(dim=-1, keepdim=True)).to(global_posterior.dtype)
+    if config.source_gate_bias == 0:
+        return 1.0 - g_source
+    biased = g_source * boost
+    return (1.0 - g_source) / (biased + 1.0 - g_source).clamp_min(_TINY)
 
 
 def routing_probabilities(
