@@ -133,3 +133,27 @@ def test_ctc_ngram_router_refuses_a_huge_vocabulary():
     big = ToyTokenizer(alphabet="".join(chr(0x4E00 + i) for i in range(1100)))
     with pytest.raises(ValueError, match="small unit list"):
         build_model(conf, big, num_accents=3)
+
+
+def test_ctc_ngram_router_with_hashed_bigrams_or_units_only_is_small_and_counts_the_same_units():
+    from hdmole.models.heard_units import bigram_feature, heard_ngram_features
+
+    vocab = 5  # units 0-4, blank 5
+    best = torch.tensor([[1, 1, 5, 2, 3, 3, 4, 5, 0, 0]])
+    lengths = torch.tensor([8])
+    full = heard_ngram_features(best, lengths, vocab)
+    unigrams = heard_ngram_features(best, lengths, vocab, order=1)
+    hashed = heard_ngram_features(best, lengths, vocab, order=2, buckets=7)
+    assert unigrams.shape == (1, vocab) and hashed.shape == (1, vocab + 7)
+    torch.testing.assert_close(unigrams[0], full[0, :vocab])  # the same units heard
+    torch.testing.assert_close(hashed[0, :vocab], full[0, :vocab])
+    assert hashed[0, vocab:].sum() == pytest.approx(full[0, vocab:].sum())  # every bigram lands in some bucket
+    for a, b in ((1, 2), (2, 3), (3, 4)):
+        assert hashed[0, int(bigram_feature(torch.tensor(a), torch.tensor(b), vocab, 7))] > 0
+    conf = tiny_conf(router=True)
+    conf["global_router"] = {"input": "ctc_ngrams", "hidden": 0, "ngram_buckets": 16}
+    model = build_model(conf, TOK, num_accents=3)
+    assert model.global_router.d_in == TOK.vocab_size + 16 and model.router_ngrams == (2, 16)
+    conf["global_router"] = {"input": "ctc_ngrams", "hidden": 0, "ngram_order": 3}
+    with pytest.raises(ValueError, match="ngram_order"):
+        build_model(conf, TOK, num_accents=3)

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from hdmole.models.config_utils import check_keys
 from hdmole.models.encoder import WHISPER_KEYS, SpeechEncoder, build_encoder
+from hdmole.models.heard_units import heard_ngram_features, ngram_feature_size
 from hdmole.models.inputs import IGNORE_ID, assemble_prefix, assemble_training_inputs
 from hdmole.models.llm import LLM_KEYS, build_llm
 from hdmole.models.projector import Projector
@@ -25,7 +26,9 @@ ROUTER_INPUTS = ("encoder", "ctc", "ctc_ngrams")
 MAX_NGRAM_FEATURES = 1_000_000  # unit bigrams: V^2 features, fine for a few hundred units, not for 150k tokens
 # GlobalRouter's keys + what the model does around it: its input, and the pooling over a speaker's utterances
 # (hdmole.models.speaker_routing: pool: utterance | speaker, pool_first_k: 0 = every utterance of the speaker)
-ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input", "pool", "pool_first_k"}
+# (ngram_order: 1 | 2, ngram_buckets: hash the bigrams into this many features, 0 = one each; input: ctc_ngrams)
+ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input", "pool", "pool_first_k",
+               "ngram_order", "ngram_buckets"}
 DEFAULT_PROMPT = "转写："
 
 
@@ -56,6 +59,7 @@ class LLMASR(nn.Module):
         ctc_on_units: bool = False,
         route_pooling: str = "utterance",
         route_pool_first_k: int = 0,
+        router_ngrams: tuple[int, int] = (2, 0),
     ):
         super().__init__()
         self.encoder, self.projector, self.llm = encoder, projector, llm
@@ -81,6 +85,7 @@ class LLMASR(nn.Module):
         # Speaker-level routing: the data loop hands the pooled logits in as batch["route_logits"]
         # (hdmole.models.speaker_routing); the model itself only refuses to route without them.
         self.route_pooling, self.route_pool_first_k = route_pooling, int(route_pool_first_k)
+        self.router_ngrams = router_ngrams  # (order, buckets) of the ctc_ngrams input
         self.eos_id, self.bos_id = eos_id, bos_id
         # Derived from the config and the tokenizer, so not part of the state dict.
         self.register_buffer("prompt_ids", torch.tensor(prompt_ids, dtype=torch.long), persistent=False)
@@ -108,27 +113,12 @@ class LLMASR(nn.Module):
 
     @torch.no_grad()
     def heard_ngrams(self, enc_out: torch.Tensor, enc_lens: torch.Tensor):
-        """``([B, 1, V + V^2], ones [B])``: the relative frequencies of the units the CTC head hears (greedy:
-        best path, repeats merged, blanks dropped) and of their bigrams. An accent is which sounds occur and
-        in which order (with initial + tonal-final units a bigram is a whole syllable); a linear classifier on
-        these counts is phonotactic language identification (PRLM) trained discriminatively. Not
-        differentiable: the router learns on top of the frozen recogniser."""
-        vocab = self.ctc_blank
+        """``([B, 1, F], ones [B])``: the relative frequencies of the units the CTC head hears (greedy: best path,
+        repeats merged, blanks dropped) and of their bigrams (hdmole.models.heard_units). Not differentiable:
+        the router learns on top of the frozen recogniser."""
         best = self.ctc(enc_out).argmax(-1)
-        valid = torch.arange(best.size(1), device=best.device)[None, :] < enc_lens[:, None]
-        new = torch.ones_like(valid)
-        new[:, 1:] = best[:, 1:] != best[:, :-1]
-        keep = valid & new & (best != vocab)
-        out = torch.zeros(best.size(0), vocab + vocab * vocab, device=enc_out.device, dtype=enc_out.dtype)
-        for b in range(best.size(0)):
-            units = best[b][keep[b]]
-            if units.numel() == 0:
-                continue
-            out[b].index_add_(0, units, torch.ones_like(units, dtype=out.dtype))
-            if units.numel() > 1:
-                pairs = vocab + units[:-1] * vocab + units[1:]
-                out[b].index_add_(0, pairs, torch.ones_like(pairs, dtype=out.dtype))
-            out[b] /= units.numel()
+        order, buckets = self.router_ngrams
+        out = heard_ngram_features(best, enc_lens, self.ctc_blank, order, buckets).to(enc_out.dtype)
         return out[:, None, :], torch.ones(best.size(0), dtype=torch.long, device=best.device)
 
     def route(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
@@ -405,7 +395,7 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
     projector = Projector(encoder.output_size, llm.get_input_embeddings().embedding_dim,
                           stack=proj_conf.get("stack", 2), hidden=proj_conf.get("hidden", 2048),
                           tail=proj_conf.get("tail", "pad"))
-    router, router_input, pooling = None, "encoder", ("utterance", 0)
+    router, router_input, pooling, ngrams = None, "encoder", ("utterance", 0), (2, 0)
     ctc_weight = float(conf.get("ctc_weight", 0.0))
     ctc_vocab = tokenizer.vocab_size
     if conf.get("ctc_units"):  # CTC on its own units (a unit list file), not on the LLM's tokens
@@ -421,7 +411,9 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
             raise ValueError(f"model config: global_router.input must be one of {ROUTER_INPUTS}, got {router_input!r}")
         if router_input != "encoder" and not ctc_weight > 0:
             raise ValueError(f"model config: global_router.input: {router_input} needs the CTC head (ctc_weight > 0)")
-        d_in = {"encoder": encoder.output_size, "ctc": ctc_vocab, "ctc_ngrams": ctc_vocab + ctc_vocab ** 2}.get(router_input)
+        ngrams = (int(router_conf.pop("ngram_order", 2)), int(router_conf.pop("ngram_buckets", 0)))
+        d_in = {"encoder": encoder.output_size, "ctc": ctc_vocab,
+                "ctc_ngrams": ngram_feature_size(ctc_vocab, *ngrams)}.get(router_input)
         if router_input == "ctc_ngrams" and d_in > MAX_NGRAM_FEATURES:
             raise ValueError(f"model config: global_router.input: ctc_ngrams over {ctc_vocab} CTC units means {d_in} "
                              "features; use a small unit list for the CTC head (ctc_units), or input: ctc")
@@ -445,6 +437,7 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR
         ctc_on_units=bool(conf.get("ctc_units")),
         route_pooling=pooling[0],
         route_pool_first_k=pooling[1],
+        router_ngrams=ngrams,
     )
 
 
