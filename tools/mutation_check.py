@@ -234,7 +234,12 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         mutations = [m for m in mutations if m.id in args.only]
     python = args.python or default_python(repo)
-    files = repository_files(repo)
+    try:
+        files = repository_files(repo)
+    except (OSError, subprocess.CalledProcessError):
+        print(f"mutation_check: {repo} is not a git working tree (its files are listed with git ls-files)",
+              file=sys.stderr)
+        return 2
     if not args.no_baseline and not baseline(mutations, repo, files, python, args.timeout):
         print("mutation_check: the named tests fail on the unchanged code; fix that first", file=sys.stderr)
         return 1
