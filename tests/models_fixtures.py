@@ -89,3 +89,25 @@ def decode_test_model(tokenizer: ToyTokenizer):
 
 def decode_test_batch(tokenizer: ToyTokenizer) -> dict:
     return toy_batch(tokenizer, frames=DECODE_FRAMES, texts=DECODE_TEXTS)
+
+
+# q/k scale of the position-sensitive decoding model. At initialisation (weights of std 0.02) the tiny Qwen2's
+# attention is nearly uniform, so a token placed one position off moves the logits by ~3e-4 against a spread of
+# ~0.13 and never changes the chosen one; scaled up 20 times, attention scores are large enough for the rotary
+# positions to decide where each query looks, and a one-position shift changes the hypotheses.
+POSITION_QK_SCALE = 20.0
+
+
+def position_sensitive_model(tokenizer: ToyTokenizer):
+    """A decoding model whose tokens depend on the positions they are computed at (q/k weights scaled up) and
+    which never ends early (eos's output row zeroed: logit 0, below the best other one), so every utterance
+    runs to its token limit: cached, batched, beam and naive decodes compared on it differ when any of them
+    places a token at the wrong position. ``test_decode_search`` checks that it does react to a shift."""
+    model = decode_test_model(tokenizer)
+    with torch.no_grad():
+        for layer in model.llm.model.layers:
+            attention = layer.self_attn
+            for p in (attention.q_proj.weight, attention.q_proj.bias, attention.k_proj.weight, attention.k_proj.bias):
+                p.mul_(POSITION_QK_SCALE)
+        model.llm.lm_head.weight[model.eos_id] = 0.0
+    return model

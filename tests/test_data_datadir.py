@@ -68,6 +68,19 @@ def test_accent_list(tmp_path):
         AccentList.load(path)
 
 
+def test_accent_index_is_the_line_number_in_a_non_alphabetical_list(tmp_path):
+    """Index d means the accent on line d + 1 of accents.txt, also where that order is not alphabetical; the
+    names (which label routing statistics and confusion matrices) stay paired with their indices."""
+    data_dir = make_data_dir(tmp_path)
+    order = ["southwestern", "mandarin", "northeastern"]
+    (tmp_path / "accents.txt").write_text("".join(f"{name}\n" for name in order), encoding="utf-8")
+    accents = AccentList.load(tmp_path / "accents.txt")
+    assert accents.names == tuple(order) and [accents.index(name) for name in order] == [0, 1, 2]
+    data = DataDir.load(data_dir, accents)
+    assert [data.accent_index(u) for u in data.utt_ids] == [1, 1, 2, 2, 0, 0]  # spkA mandarin, ..., spkC southwestern
+    assert all(accents.names[data.accent_index(u)] == data.utt2accent[u] for u in data.utt_ids)
+
+
 def test_valid_data_dir(tmp_path):
     data = DataDir.load(make_data_dir(tmp_path), tmp_path / "accents.txt")
     assert len(data) == 6 and data.feats_scp is None

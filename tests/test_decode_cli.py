@@ -56,6 +56,19 @@ def test_load_model_for_inference_errors(setup):
         load_model_for_inference(setup["config"], [bad], num_accents=2)
 
 
+@pytest.mark.parametrize("dropped", ["projector.linear2.hdmole_lora_B", "projector.linear1.hdmole_router.weight",
+                                     "projector.linear1.hdmole_threshold_logit"])
+def test_an_adapter_checkpoint_missing_a_tensor_is_an_error_not_the_init_value(setup, tmp_path, dropped):
+    """An adapter checkpoint without one of its layers' tensors (a partial save, a renamed module) would
+    leave that tensor at its initialisation (B = 0: the layer silently unadapted): it is an error naming it."""
+    ckpt = torch.load(setup["root"] / "adapter.pt", weights_only=False)
+    del ckpt["model"][dropped]
+    partial = tmp_path / "adapter.pt"
+    torch.save(ckpt, partial)
+    with pytest.raises(CheckpointError, match=rf"1 model tensor\(s\) were in no checkpoint, e.g. \['{dropped}'\]"):
+        load_model_for_inference(setup["config"], [setup["root"] / "base.pt", partial], num_accents=2)
+
+
 # Only against a hang: under a full load of the shared 2-core machine, these few-second runs took minutes.
 HANG = 1800
 

@@ -13,7 +13,7 @@ from models_fixtures import ToyTokenizer, decode_test_batch, decode_test_model
 
 from hdmole.bin import train_ngram
 from hdmole.decode.ngram import NgramLM
-from hdmole.decode.search import Fusion, beam_search, decode_batch_ids
+from hdmole.decode.search import DEFAULT_MAX_LEN_RATIO, Fusion, beam_search, decode_batch_ids, token_limits
 
 torch.set_num_threads(1)
 TOK = ToyTokenizer()
@@ -89,7 +89,7 @@ def test_fusion_weight_zero_is_the_plain_beam_search(model, batch, tmp_path):
     lm = NgramLM(build_lm(tmp_path, ["abc"] * 20), TOK)
     plain = decode_batch_ids(model, batch, beam=3)
     assert decode_batch_ids(model, batch, beam=3, fusion=Fusion(lm, weight=0.0, pre_beam=4)) == plain
-    assert all(len(h) > 0 for h in plain)  # a random model runs to its limit: a real comparison
+    assert all(len(h) > 0 for h in plain)  # non-empty hypotheses: a real comparison
 
 
 @pytest.mark.parametrize("favoured", ["abc", "xyz"])
@@ -105,24 +105,33 @@ def test_the_lm_decides_what_it_favours(model, batch, tmp_path, favoured):
 
 def test_fused_hypothesis_has_the_better_fused_score(model, batch, tmp_path):
     """Moderate weight: whatever fusion picks must score at least as well, under the fused length-normalised
-    score recomputed independently (teacher-forced LLM + KenLM), as the plain beam's hypothesis."""
+    score recomputed independently (teacher-forced LLM + KenLM), as the plain beam's hypothesis. Scored as the
+    search scores them: a hypothesis that ended with eos counts eos (its LLM and n-gram end-of-sentence terms,
+    and one more token), one cut at its utterance's token limit does not."""
     lm = NgramLM(build_lm(tmp_path, ["abc", "ab", "bca", "cab"] * 10), TOK)
     weight = 0.5
     enc_out, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
     with torch.no_grad():
         fused = beam_search(model, enc_out, enc_lens, beam=4, fusion=Fusion(lm, weight, pre_beam=TOK.vocab_size))
         plain = beam_search(model, enc_out, enc_lens, beam=4)
+        limits = token_limits(model.project(enc_out, enc_lens)[1], None, DEFAULT_MAX_LEN_RATIO)
 
     def fused_score(i: int, hyp: list[int]) -> float:
         speech, speech_lens = model.project(enc_out[i : i + 1, : int(enc_lens[i])], enc_lens[i : i + 1])
         prefix, _, _ = model.decoding_prefix(speech, speech_lens)
-        ids = torch.tensor([hyp + [model.eos_id]])
+        assert len(hyp) <= limits[i]
+        scored = hyp + [model.eos_id] if len(hyp) < limits[i] else hyp  # eos ended it, or the limit did
+        ids = torch.tensor([scored])
         embeds = torch.cat([prefix, model.embed_tokens(ids[:, :-1])], dim=1)
         with torch.no_grad():
             logp = model.llm(inputs_embeds=embeds).logits[0, prefix.size(1) - 1 :].log_softmax(-1)
         llm = float(logp.gather(1, ids[0][:, None]).sum())
-        return (llm + weight * lm.sentence_score(hyp)) / (len(hyp) + 1)
+        state, ngram = lm.begin(), 0.0
+        for token in scored:  # eos scores the end of sentence
+            logp_token, state = lm.score(state, token)
+            ngram += logp_token
+        return (llm + weight * ngram) / len(scored)
 
+    assert fused != plain  # the LM changed something: the comparison is not of a hypothesis with itself
     for i in range(len(fused)):
-        if len(fused[i]) < 40:  # ended with eos (not cut at the token limit): comparable scores
-            assert fused_score(i, fused[i]) >= fused_score(i, plain[i]) - 1e-4
+        assert fused_score(i, fused[i]) >= fused_score(i, plain[i]) - 1e-4, i

@@ -6,7 +6,16 @@ import itertools
 
 import pytest
 import torch
-from models_fixtures import DECODE_FRAMES as FRAMES, ToyTokenizer, decode_test_batch, decode_test_model, sub_batch, tiny_conf, toy_batch
+from models_fixtures import (
+    DECODE_FRAMES as FRAMES,
+    ToyTokenizer,
+    decode_test_batch,
+    decode_test_model,
+    position_sensitive_model,
+    sub_batch,
+    tiny_conf,
+    toy_batch,
+)
 
 from hdmole.decode.search import decode_batch, decode_batch_ids, hf_generate, token_limits
 from hdmole.models.llm_asr import build_model
@@ -26,16 +35,27 @@ def batch():
     return decode_test_batch(TOK)
 
 
+@pytest.fixture(scope="module")
+def positional():
+    """The position-sensitive model (runs every utterance to its limit): the cache comparisons' model."""
+    return position_sensitive_model(TOK)
+
+
 @torch.no_grad()
-def naive_greedy(model, one: dict) -> list[int]:
-    """Re-runs the whole sequence for every token: no cache, no padding, no batching."""
+def naive_greedy(model, one: dict, shift: int = 0, advance: bool = True) -> list[int]:
+    """Re-runs the whole sequence for every token: no cache, no padding, no batching. The generated tokens sit
+    at the positions after the prefix; ``shift`` and ``advance=False`` misplace them on purpose (to check that
+    the model notices)."""
     enc_out, enc_lens = model.encode(one["feats"], one["feat_lens"])
     speech, speech_lens = model.project(enc_out, enc_lens)
     embeds, _, _ = model.decoding_prefix(speech, speech_lens)
+    prefix = embeds.size(1)
     limit = token_limits(speech_lens, None, 1.0)[0]
     out: list[int] = []
-    for _ in range(limit):
-        nxt = int(model.llm(inputs_embeds=embeds).logits[0, -1].argmax())
+    for k in range(limit):
+        generated = [prefix + shift + (n if advance else 0) for n in range(k)]
+        positions = torch.tensor([list(range(prefix)) + generated])
+        nxt = int(model.llm(inputs_embeds=embeds, position_ids=positions).logits[0, -1].argmax())
         if nxt == model.eos_id:
             break
         out.append(nxt)
@@ -43,23 +63,40 @@ def naive_greedy(model, one: dict) -> list[int]:
     return out
 
 
-def test_greedy_batched_equals_unbatched_equals_naive(model, batch):
-    batched = decode_batch_ids(model, batch)
-    alone = [decode_batch_ids(model, sub_batch(batch, i))[0] for i in range(len(FRAMES))]
-    naive = [naive_greedy(model, sub_batch(batch, i)) for i in range(len(FRAMES))]
+def utterance_limits(model, batch) -> list[int]:
+    with torch.no_grad():
+        _, speech_lens = model.project(*model.encode(batch["feats"], batch["feat_lens"]))
+    return token_limits(speech_lens, None, 1.0)
+
+
+def test_the_positional_model_reacts_to_a_misplaced_token(positional, batch):
+    """What makes the cache comparisons below real: decoded without any cache, tokens one position too far,
+    one too near, or all at the first position after the prefix give other hypotheses than tokens where they
+    belong. (The plain tiny model does not notice: its attention is nearly uniform.)"""
+    right = [naive_greedy(positional, sub_batch(batch, i)) for i in range(len(FRAMES))]
+    assert [len(h) for h in right] == utterance_limits(positional, batch)  # no eos: every one runs to its limit
+    for wrong in ({"shift": 1}, {"shift": -1}, {"advance": False}):
+        assert [naive_greedy(positional, sub_batch(batch, i), **wrong) for i in range(len(FRAMES))] != right, wrong
+
+
+def test_greedy_batched_equals_unbatched_equals_naive(positional, batch):
+    batched = decode_batch_ids(positional, batch)
+    alone = [decode_batch_ids(positional, sub_batch(batch, i))[0] for i in range(len(FRAMES))]
+    naive = [naive_greedy(positional, sub_batch(batch, i)) for i in range(len(FRAMES))]
     assert batched == alone == naive
-    assert all(len(h) > 0 for h in batched)  # a random model runs to its limit: a real comparison
+    assert [len(h) for h in batched] == utterance_limits(positional, batch)  # long hypotheses: a real comparison
 
 
-def test_beam_one_is_greedy_and_beam_is_batch_invariant(model, batch):
-    assert decode_batch_ids(model, batch, beam=1) == decode_batch_ids(model, batch)
+def test_beam_one_is_greedy_and_beam_is_batch_invariant(positional, batch):
     from hdmole.decode.search import beam_search
 
-    enc_out, enc_lens = model.encode(batch["feats"], batch["feat_lens"])
-    with torch.no_grad():
-        assert beam_search(model, enc_out, enc_lens, beam=1) == decode_batch_ids(model, batch)
-    beams = decode_batch_ids(model, batch, beam=3)
-    assert beams == [decode_batch_ids(model, sub_batch(batch, i), beam=3)[0] for i in range(len(FRAMES))]
+    greedy = [naive_greedy(positional, sub_batch(batch, i)) for i in range(len(FRAMES))]
+    assert decode_batch_ids(positional, batch, beam=1) == greedy
+    enc_out, enc_lens = positional.encode(batch["feats"], batch["feat_lens"])
+    with torch.no_grad():  # the beam loop (its own cache and positions) with one beam: the cache-free greedy
+        assert beam_search(positional, enc_out, enc_lens, beam=1) == greedy
+    beams = decode_batch_ids(positional, batch, beam=3)
+    assert beams == [decode_batch_ids(positional, sub_batch(batch, i), beam=3)[0] for i in range(len(FRAMES))]
 
 
 @torch.no_grad()
@@ -123,11 +160,13 @@ LIMIT = 3  # tokens per utterance, eos included (max_len=3)
 EXHAUSTIVE_BEAM = 75  # >= 25 live hypotheses after two steps, and 2 * beam >= the 150 candidates of step 3
 
 
-# Two tiny-vocabulary models (an LM head scaled up from its init, so that the distributions are peaked and
+# Three tiny-vocabulary models (an LM head scaled up from its init, so that the distributions are peaked and
 # the hypotheses' scores far apart), picked because they exercise what the test is about (checked below):
 # with "deep", the best hypothesis under either rule is not the greedy one, so beam search has to keep and
-# reorder other histories to find it; with "rules", the two scoring rules pick different hypotheses.
-TINY_MODELS = {"deep": (5, 10.0), "rules": (4, 30.0)}
+# reorder other histories to find it; with "rules", the two scoring rules pick different hypotheses; with
+# "norm", dividing by one token fewer (eos left out of the count) picks another hypothesis than the documented
+# normalisation.
+TINY_MODELS = {"deep": (5, 10.0), "rules": (4, 30.0), "norm": (10, 10.0)}
 
 
 @pytest.fixture(scope="module", params=list(TINY_MODELS))
@@ -187,21 +226,29 @@ def test_the_tiny_models_exercise_what_the_exhaustive_test_is_about(tiny_vocab_m
     greedy = decode_batch_ids(tiny_vocab_model, batch, max_len=LIMIT)
     if tiny_vocab_model.name == "deep":  # the best is reached through a beam other than the greedy one
         assert all(found[norm] != greedy and all(len(h) == LIMIT for h in found[norm]) for norm in found)
-    else:  # the unnormalised rule prefers a shorter hypothesis somewhere
+    elif tiny_vocab_model.name == "rules":  # the unnormalised rule prefers a shorter hypothesis somewhere
         assert found[True] != found[False]
         assert all(len(s) <= len(n) for s, n in zip(found[False], found[True]))
+    else:  # normalised by n - 1 (eos not counted, as if it were free), another hypothesis would win somewhere
+        def best(scores, count):
+            return max(scores, key=lambda h: scores[h][0] / count(h, scores[h][1]))
+
+        one_fewer = {"eos not counted": lambda h, n: max(n - 1, 1) if n == len(h) + 1 else n,
+                     "every length minus one": lambda h, n: max(n - 1, 1)}
+        scores = [all_hypotheses(tiny_vocab_model, sub_batch(batch, i)) for i in range(len(FRAMES))]
+        documented = [best(s, lambda h, n: n) for s in scores]
+        assert documented == [tuple(h) for h in found[True]]
+        for name, count in one_fewer.items():
+            assert [best(s, count) for s in scores] != documented, name
 
 
 # ------------------------------------------------------------------------------------------ generate()
-def test_greedy_equals_hf_generate(batch):
+def test_greedy_equals_hf_generate(positional, batch):
     """Our cached greedy loop and transformers' generate(inputs_embeds=...) give the same tokens, each
-    utterance cut at its own limit (generate runs the whole batch to the longest one)."""
-    torch.manual_seed(1)
-    model = build_model(tiny_conf(cnn=True), TOK).eval()
-    with torch.no_grad():  # eos never wins (logit 0 under the best other one): every utterance runs to its limit
-        model.llm.lm_head.weight[model.eos_id] = 0.0
-    ours = decode_batch_ids(model, batch, max_len_ratio=0.5)
-    assert ours == hf_generate(model, batch, max_len_ratio=0.5)
+    utterance cut at its own limit (generate runs the whole batch to the longest one). On the positional
+    model, whose every utterance runs to its limit."""
+    ours = decode_batch_ids(positional, batch, max_len_ratio=0.5)
+    assert ours == hf_generate(positional, batch, max_len_ratio=0.5)
     assert [len(h) for h in ours] == [6, 4, 7]  # three different limits: the per-utterance cut matters
 
 

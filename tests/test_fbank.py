@@ -71,6 +71,8 @@ def test_compute_fbank_writes_feats_and_frames(tmp_path):
     np.testing.assert_allclose(cmvn.std, np.maximum(stacked.std(axis=0), 1e-5), rtol=1e-3, atol=1e-4)
     normalised = cmvn.apply(stacked)
     np.testing.assert_allclose(normalised.mean(axis=0), 0, atol=1e-3)
+    assert np.all(stacked.std(axis=0) > 1e-2)  # no dimension at the std floor, so every one has unit std
+    np.testing.assert_allclose(normalised.std(axis=0), 1, rtol=1e-3)
     import torch
 
     np.testing.assert_allclose(cmvn.apply(torch.from_numpy(stacked)).numpy(), normalised, atol=1e-5)
@@ -121,6 +123,17 @@ def test_feat_dir_belongs_to_one_data_dir(tmp_path, caplog):
     assert compute_fbank.main([str(first), str(tmp_path / "fbank")]) == 0
     assert compute_fbank.main([str(second), str(tmp_path / "fbank")]) == 1
     assert "already holds the features of" in caplog.text and not (second / "feats.scp").exists()
+
+
+def test_cmvn_subtracts_the_mean_and_divides_by_the_std():
+    """(x - mean) / std on numbers read off by hand, for numpy arrays and torch tensors alike."""
+    import torch
+
+    cmvn = GlobalCMVN(mean=[1.0, -2.0, 0.5], std=[2.0, 4.0, 0.25])
+    feats = np.array([[3.0, 2.0, 1.0], [1.0, -10.0, 0.0]], dtype=np.float32)
+    expected = np.array([[1.0, 1.0, 2.0], [0.0, -2.0, -2.0]], dtype=np.float32)
+    np.testing.assert_allclose(cmvn.apply(feats), expected)
+    torch.testing.assert_close(cmvn.apply(torch.from_numpy(feats)), torch.from_numpy(expected))
 
 
 def test_compute_cmvn_needs_features(tmp_path, caplog):

@@ -88,6 +88,80 @@ def test_gradients_reach_projector_llm_and_ctc():
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+def test_ctc_blank_is_the_last_id():
+    """The CTC head's blank is the extra last output (id vocab_size), never a text token: encoder frames that
+    say [a, blank, b, blank, c, blank] (made so, through a hand-set head) cost almost nothing for target "abc"
+    and a lot for "cba". With any other id as blank, the blank frames would be a token the target lacks."""
+    model = _model().eval()
+    blank = TOK.vocab_size
+    assert model.ctc.out_features == blank + 1
+    targets = TOK.encode("abc")
+    with torch.no_grad():  # frame feature j lights up output targets[j]; feature 31 the blank
+        model.ctc.weight.zero_()
+        model.ctc.bias.zero_()
+        for j, token in enumerate(targets):
+            model.ctc.weight[token, j] = 20.0
+        model.ctc.weight[blank, 31] = 20.0
+    frames = [0, 31, 1, 31, 2, 31]
+    enc_out = torch.zeros(1, len(frames), 32)
+    enc_out[0, torch.arange(len(frames)), torch.tensor(frames)] = 1.0
+
+    def ctc_loss(text: str) -> float:
+        ids = torch.tensor([TOK.encode(text)])
+        batch = {"enc_out": enc_out, "enc_lens": torch.tensor([len(frames)]), "text_ids": ids,
+                 "text_lens": torch.tensor([ids.size(1)])}
+        with torch.no_grad():
+            return float(model(batch)["loss_ctc"])
+
+    assert ctc_loss("abc") < 1e-3
+    assert ctc_loss("cba") > 5.0
+
+
+def test_forward_hands_the_routers_posterior_over_domains_to_the_layers():
+    """The posterior the HDMoLE layers see in the training forward pass is route()'s: one distribution over
+    the domains per utterance (three utterances and three domains, so a softmax over the batch has the
+    same shape and is caught by its values)."""
+    from hdmole.nn import HDMoLEConfig, inject
+
+    torch.manual_seed(0)
+    model = build_model(tiny_conf(router=True), TOK, num_accents=3).eval()
+    inject(model, HDMoLEConfig(rank=2, num_domains=3), ["projector.linear1"])
+    batch = toy_batch(TOK, frames=(60, 37, 81), texts=("你好abc", "世界", "abc"))
+    seen = []
+    model.projector.linear1.register_forward_pre_hook(lambda layer, args: seen.append(layer._global_posterior))
+    with torch.no_grad():
+        model(batch)
+        expected = model.route(*model.encode(batch["feats"], batch["feat_lens"]))
+    assert len(seen) == 1
+    torch.testing.assert_close(seen[0], expected)
+    torch.testing.assert_close(seen[0].sum(-1), torch.ones(3))
+    assert not torch.allclose(seen[0].sum(0), torch.ones(3), atol=1e-3)  # not a softmax over the batch
+
+
+@pytest.mark.parametrize("router_grad", [False, True])
+def test_router_grad_decides_whether_the_asr_loss_trains_the_global_router(router_grad):
+    """With router_grad the ASR loss reaches the global router through the posterior it hands to the HDMoLE
+    layers; without, the posterior is detached and only the accent loss trains the router (here there is
+    none: the batch has no accent labels)."""
+    from hdmole.nn import HDMoLEConfig, inject
+
+    torch.manual_seed(0)
+    model = build_model(dict(tiny_conf(router=True), router_grad=router_grad), TOK, num_accents=2).eval()
+    inject(model, HDMoLEConfig(rank=2, num_domains=2, routing="global", gating="dense"),
+           ["projector.linear1", "projector.linear2"])
+    with torch.no_grad():  # trained experts (B != 0), so the update, and the loss, depend on the posterior
+        for name, p in model.named_parameters():
+            if "hdmole_lora_B" in name:
+                p.normal_(0, 0.5)
+    batch = {k: v for k, v in toy_batch(TOK).items() if k != "accents"}
+    out = model(batch)
+    assert "loss_accent" not in out
+    out["loss"].backward()
+    router_grads = [p.grad for p in model.global_router.parameters()]
+    reached = any(g is not None and g.abs().sum() > 0 for g in router_grads)
+    assert reached == router_grad
+
+
 def test_no_bos_and_no_ctc_variant():
     conf = dict(tiny_conf(ctc_weight=0.0), use_bos=False)
     model = build_model(conf, TOK).eval()

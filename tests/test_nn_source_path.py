@@ -157,3 +157,26 @@ def test_hard_source_gate_is_off_where_the_biased_argmax_is_the_source_and_fully
 def test_source_gate_needs_a_source_domain():
     with pytest.raises(ValueError, match="source_gate"):
         HDMoLEConfig(rank=2, num_domains=5, routing="local", source_gate_bias=1.0)
+
+def test_stats_average_the_applied_weights_with_fractional_source_posteriors():
+    """With g_source strictly between 0 and 1 the recorded mean weights are those the layer applies (the
+    gate's weights times 1 - g_source, counted once) and the update scale is 1 - g_source, per utterance's
+    domain label and overall. (A one-hot posterior cannot tell: 0 and 1 are their own squares.)"""
+    config = CONFIGS[3]  # dense gating, source domain 2, two experts per domain: every weight row sums to 1
+    layer = trained_model(config)[0]
+    x = torch.randn(2, 3, 12)
+    g = torch.tensor([[0.1, 0.2, 0.5, 0.2, 0.0], [0.3, 0.1, 0.2, 0.0, 0.4]])  # 1 - g_source: 0.5 and 0.8
+    with torch.no_grad(), global_routing(layer, g):
+        applied = layer.routing_weights(x).view(2, 3, -1)  # outside the recorder: what the layer applies
+        with RoutingStatsRecorder(layer) as recorder:
+            recorder.set_domain_labels(["half", "most"])
+            layer(x)
+    stats = recorder.summary()[""]
+    for b, (label, keep) in enumerate((("half", 0.5), ("most", 0.8))):
+        cell = stats["by_domain"][label]
+        assert cell["mean_update_scale"] == pytest.approx(keep)
+        assert cell["mean_weight_per_expert"] == pytest.approx(applied[b].mean(0).tolist(), abs=1e-6)
+        assert sum(cell["mean_weight_per_expert"]) == pytest.approx(keep, abs=1e-6)
+        assert cell["mean_active_experts"] == pytest.approx(config.num_experts)  # dense: every expert is active
+    assert stats["mean_update_scale"] == pytest.approx(0.65)
+    assert stats["mean_weight_per_expert"] == pytest.approx(applied.mean((0, 1)).tolist(), abs=1e-6)

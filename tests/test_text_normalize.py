@@ -18,6 +18,8 @@ from hdmole.text import normalize_text, split_characters
         ("hello, World!", "HELLOWORLD"),
         ("《三体》——“好看”…", "三体好看"),
         ("价格：100元，约$15", "价格100元约15"),             # symbols removed, digits kept
+        ("二〇二四年，人々", "二〇二四年人々"),               # every letter and number: 〇 is Nl, 々 is Lm
+        ("第Ⅲ章 ²", "第III章2"),                           # NFKC first: Roman numeral, superscript
         ("", ""),
     ],
 )
