@@ -328,7 +328,7 @@ stage_report() {
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
-    --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" \
+    --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" --data-dir "$data_dir" \
     --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}"
 }
 

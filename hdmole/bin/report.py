@@ -66,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per system (<system>, <system>_seed2, ...)")
     parser.add_argument("--router-dir", type=Path, help="the router stage's exp dir (router_<set>.json)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
+    parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="the data dirs of the test sets (<data-dir>/<set>/utt2spk: the sentence id of an "
+                             "utterance follows its speaker id; without it, the last '-' field of the id)")
     args = parser.parse_args(argv)
 
     from hdmole.files import atomic_write_text
@@ -75,6 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                                         interval_section, router_section)
     from hdmole.report.table import load_row, markdown_table
 
+    if not 0.0 < args.confidence < 1.0:
+        print(f"hdmole.bin.report: --confidence {args.confidence}: must be between 0 and 1 (e.g. 0.95)", file=sys.stderr)
+        return 1
     missing = [s for s in args.systems if not (args.exp_dir / s).is_dir()]
     if missing:
         print(f"hdmole.bin.report: no experiment dir for {', '.join(missing)} under {args.exp_dir}; "
@@ -136,12 +143,9 @@ def main(argv: list[str] | None = None) -> int:
                   f"train time is the wall time of the adaptation.{seeds_note}\n",
                   markdown_table(tables[decoding], args.accent_sets, args.std_set, label)]
         intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
-                                     args.bootstrap)
+                                     args.bootstrap, args.confidence, args.data_dir)
         if intervals:
-            parts += ["Differences in CER points (system minus reference) with 95% paired bootstrap intervals "
-                      f"({args.bootstrap} resamplings of the utterances of each test set"
-                      + (", errors averaged over the seeds" if args.seeds > 1 else "") + "): *lower* / *higher* when "
-                      "the interval excludes 0.\n", intervals]
+            parts.append(intervals)
     same = identical_to_base(args.exp_dir, args.systems, args.std_set, args.decodings[0])
     if same:
         parts += ["## Standard Mandarin left as the base model spells it\n", same]
