@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
     from hdmole.report.sections import (correspondence_section, decoding_description, identical_to_base,
                                         interval_section, router_section)
-    from hdmole.report.table import load_row, markdown_table
+    from hdmole.report.table import load_row, markdown_table, router_size
 
     if not 0.0 < args.confidence < 1.0:
         print(f"hdmole.bin.report: --confidence {args.confidence}: must be between 0 and 1 (e.g. 0.95)", file=sys.stderr)
@@ -88,8 +88,16 @@ def main(argv: list[str] | None = None) -> int:
               "run the training and decoding stages for them first (or leave them out of --systems)", file=sys.stderr)
         return 1
     test_sets = [args.std_set, *args.accent_sets]
-    tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds) for s in args.systems] for d in args.decodings}
+    router_dir = args.router_dir or args.exp_dir / "router"
+    router_params = router_size(router_dir)
+    tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds, router_params) for s in args.systems]
+              for d in args.decodings}
     rows = tables[args.decodings[0]]
+    uncounted = [r.name for r in rows if r.trainable is not None and r.router is None]
+    if uncounted:
+        print(f"hdmole.bin.report: warning: {', '.join(uncounted)} route by the global router but "
+              f"{router_dir / 'train_summary.json'} is missing: their router parameters are shown as ? (pass "
+              "--router-dir, the router stage's exp dir)", file=sys.stderr)
     unscored = [f"{r.name}/decode_{t}" for r in rows for t in test_sets if r.cer.get(t) is None]
     if unscored:
         print(f"hdmole.bin.report: warning: not scored yet (shown as –): {', '.join(unscored[:6])}"
@@ -139,7 +147,11 @@ def main(argv: list[str] | None = None) -> int:
         title = "Comparison" if index == 0 else "The same systems, LLM alone"
         parts += [f"## {title}{': ' + how if how else ''}\n",
                   "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
-                  "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
+                  "Parameters count everything a system learns in any stage: *stage-5 params* in the adaptation, "
+                  "*router params* the global router learned in router pre-training (stage 4, with the accent labels) "
+                  "for the systems that route by it (not the oracle, which uses the labels, nor local routing "
+                  "alone); *total learned* is their sum (a router retrained in stage 5 counted once) and "
+                  "*% of full FT (total)* that total relative to full fine-tuning of the adapted module; "
                   f"train time is the wall time of the adaptation.{seeds_note}\n",
                   markdown_table(tables[decoding], args.accent_sets, args.std_set, label)]
         intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
