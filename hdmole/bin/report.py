@@ -74,10 +74,12 @@ def main(argv: list[str] | None = None) -> int:
 
     from hdmole.files import atomic_write_text
     from hdmole.report.provenance import config_list, git_state, machine_description
-    from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
+    from hdmole.report.plots import (read_jsonl, routing_heatmap, threshold_curves, threshold_operating_curve,
+                                     training_curves)
     from hdmole.report.sections import (correspondence_section, decoding_description, identical_to_base,
                                         interval_section, router_section)
     from hdmole.report.table import load_row, markdown_table, router_size
+    from hdmole.report.threshold import TOLERANCE, threshold_curve_section
 
     if not 0.0 < args.confidence < 1.0:
         print(f"hdmole.bin.report: --confidence {args.confidence}: must be between 0 and 1 (e.g. 0.95)", file=sys.stderr)
@@ -170,6 +172,19 @@ def main(argv: list[str] | None = None) -> int:
                       "path, the mean scale of the update (0: the base model exactly). Systems with local routing only "
                       "(mole_*, hdmole_no_global) are not listed: nothing ties their experts to a domain.\n",
                       correspondence]
+    curve_table, curves = threshold_curve_section(args.exp_dir, args.systems)
+    if curve_table:
+        parts += ["## The threshold's operating curve (dev)\n",
+                  "Dev ASR loss (cross-entropy per token, the adaptation's validation loss) of each trained system with a "
+                  "dynamic threshold, with tau forced (hdmole.bin.threshold_curve) to each value of a grid in one layer "
+                  "while the other layers keep their learned tau; *best* is the lowest point of that layer's curve, the "
+                  f"learned point included. *learned within {100 * TOLERANCE:g}%*: whether the learned tau's loss is within "
+                  f"{100 * TOLERANCE:g}% of the best. First seed only.\n", curve_table]
+        for s, curve in curves.items():
+            if threshold_operating_curve(curve, plots_dir / f"threshold_curve_{s}.png", f"{s}: forced-tau dev loss"):
+                figures.append((f"{s}: dev loss with tau forced per layer (solid) and in every layer (dashed), the "
+                                "learned tau marked; mean active experts of the layer (dotted, right axis)",
+                                f"threshold_curve_{s}.png"))
     if args.stage_times:
         times = stage_times_table(args.stage_times)
         if times:
