@@ -11,6 +11,7 @@ import yaml
 from train_fixtures import Corpus
 
 from hdmole.bin import threshold_curve, train
+from hdmole.report.sections import active_experts_section
 from hdmole.report.threshold import threshold_curve_section
 
 torch.set_num_threads(1)
@@ -96,3 +97,21 @@ def test_the_report_says_whether_each_learned_tau_is_within_one_percent_of_the_b
             for line in table.splitlines()[2:]}
     assert rows["a"][3:] == ["1.50", "1.0050", "0.10", "1.0000", "0.10-0.20", "yes"]
     assert rows["b"][3:] == ["3.90", "1.0050", "0.10", "0.9900", "0.10, 0.30", "**no**"]
+
+
+def test_active_experts_per_layer_and_domain_of_every_threshold_system(tmp_path):
+    def cell(active):
+        return {"mean_active_experts": active, "mean_weight_per_expert": [0.5, 0.3, 0.2]}
+
+    for system, gating, tau in (("hdmole", "threshold", 0.15), ("hdmole_no_global", "threshold", 0.05),
+                                ("hdmole_no_threshold", "topk", None)):
+        (tmp_path / system).mkdir()
+        (tmp_path / system / "train_summary.json").write_text(json.dumps({"adapter_config": {"gating": gating}}))
+        stats = {"_accents": ["Mandarin", "Wu"],
+                 "projector.linear1": {**cell(2.5), "threshold": tau, "by_domain": {"Mandarin": cell(1.25), "Wu": cell(2.75)}}}
+        (tmp_path / system / "routing_test_all.json").write_text(json.dumps(stats))
+    table = active_experts_section(tmp_path, ["lora", "hdmole", "hdmole_no_global", "hdmole_no_threshold"], "test_all")
+    lines = table.splitlines()
+    assert lines[0] == "| system | layer | experts | tau | all | Mandarin | Wu |"
+    assert lines[2:] == ["| hdmole | projector.linear1 | 3 | 0.150 | 2.50 | 1.25 | 2.75 |",
+                         "| hdmole_no_global | projector.linear1 | 3 | 0.050 | 2.50 | 1.25 | 2.75 |"]

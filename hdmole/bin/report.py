@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.report.provenance import config_list, git_state, machine_description
     from hdmole.report.plots import (read_jsonl, routing_heatmap, threshold_curves, threshold_operating_curve,
                                      training_curves)
-    from hdmole.report.sections import (correspondence_section, decoding_description, identical_to_base,
-                                        interval_section, router_section)
+    from hdmole.report.sections import (active_experts_section, correspondence_section, decoding_description,
+                                        identical_to_base, interval_section, router_section)
     from hdmole.report.table import load_row, markdown_table, router_size
     from hdmole.report.threshold import TOLERANCE, threshold_curve_section
 
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         how = decoding_description(args.exp_dir, args.std_set, decoding)
         title = "Comparison" if index == 0 else "The same systems, LLM alone"
         parts += [f"## {title}{': ' + how if how else ''}\n",
-                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
+                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets. "
                   "Parameters count everything a system learns in any stage: *stage-5 params* in the adaptation, "
                   "*router params* the global router learned in router pre-training (stage 4, with the accent labels) "
                   "for the systems that route by it (not the oracle, which uses the labels, nor local routing "
@@ -172,6 +172,13 @@ def main(argv: list[str] | None = None) -> int:
                       "path, the mean scale of the update (0: the base model exactly). Systems with local routing only "
                       "(mole_*, hdmole_no_global) are not listed: nothing ties their experts to a domain.\n",
                       correspondence]
+        active = active_experts_section(args.exp_dir, args.systems, args.routing_set)
+        if active:
+            parts += [f"## Active experts per layer and domain ({label(args.routing_set)})\n",
+                      "Mean number of experts the dynamic threshold keeps active per token (of *experts*), over all "
+                      "tokens and per domain, with the layer's learned threshold tau, for every system with a threshold "
+                      "(first seed). The layer computes every expert whatever the gate: an inactive expert's update is "
+                      "multiplied by 0, not skipped.\n", active]
     curve_table, curves = threshold_curve_section(args.exp_dir, args.systems)
     if curve_table:
         parts += ["## The threshold's operating curve (dev)\n",

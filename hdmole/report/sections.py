@@ -107,8 +107,8 @@ def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_se
     text = (f"Differences in CER points (system minus reference, each averaged over its seeds) with {level} two-level "
             f"paired bootstrap intervals ({replicates} replicates; hdmole.report.stats): each replicate resamples the "
             f"seeds of each system{' (' + str(seeds) + ' per system, the base model 1)' if seeds > 1 else ''} and the "
-            "sentences of each test set, with replacement, and averages the per-set CERs over the accent sets, each "
-            "set weighted equally. "
+            "sentences of each test set, with replacement, and averages the per-set CERs over the sets compared (for "
+            "*avg accent* the accent sets, each weighted equally whatever its size; never the source set). "
             + (f"Test sets that read the same sentences are resampled jointly (one draw of sentence ids for all): "
                f"{joint}. " if joint else "The test sets share no sentences: each is resampled on its own. ")
             + "**Speakers are not resampled**: the intervals cover the sentences and the training seeds of these "
@@ -185,6 +185,35 @@ def correspondence_section(exp_root: Path, systems: list[str], routing_set: str)
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def active_experts_section(exp_root: Path, systems: list[str], routing_set: str) -> str:
+    """Per system with a dynamic threshold and per adapted layer: the threshold and the mean number of active
+    experts per token, over all tokens and per domain (``routing_<set>.json`` of hdmole.bin.routing_stats)."""
+    lines: list[str] = []
+    for s in systems:
+        stats_file = exp_root / s / f"routing_{routing_set}.json"
+        summary_file = exp_root / s / "train_summary.json"
+        if not stats_file.is_file() or not summary_file.is_file():
+            continue
+        config = json.loads(summary_file.read_text()).get("adapter_config") or {}
+        if config.get("gating", "threshold") != "threshold":
+            continue
+        stats = json.loads(stats_file.read_text())
+        names = stats.pop("_accents", None) or []
+        for layer, entry in stats.items():
+            if entry.get("threshold") is None:
+                continue  # a plain LoRA layer, or no threshold
+            if not lines:
+                lines = ["| system | layer | experts | tau | all | " + " | ".join(names) + " |",
+                         "|---|---|---|---|---|" + "---|" * len(names)]
+            tau = entry["threshold"]
+            taus = ", ".join(f"{t:.3f}" for t in tau) if isinstance(tau, list) else f"{tau:.3f}"
+            by_domain = entry.get("by_domain", {})
+            cells = [f"{by_domain[n]['mean_active_experts']:.2f}" if n in by_domain else "–" for n in names]
+            lines.append(f"| {s} | {layer} | {len(entry['mean_weight_per_expert'])} | {taus} | "
+                         f"{entry['mean_active_experts']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def decoding_description(exp_root: Path, std_set: str, decoding: str) -> str:
     """How a decoding was made and its speed, from the base model's rtf file (hdmole.bin.decode)."""
     rtf_file = exp_root / "base" / f"{decoding}_{std_set}" / "rtf"
@@ -200,5 +229,5 @@ def decoding_description(exp_root: Path, std_set: str, decoding: str) -> str:
            f"{info.get('threads_per_job', '?')} thread(s))"
 
 
-__all__ = ["router_section", "interval_section", "identical_to_base", "correspondence_section",
+__all__ = ["active_experts_section", "router_section", "interval_section", "identical_to_base", "correspondence_section",
            "decoding_description", "comparisons", "expert_domains", "sentence_items"]
