@@ -71,7 +71,8 @@ llm_only_beam=1            # with an n-gram: the LLM-only decoding (no external 
                            # that shows the adaptation gaps without the n-gram; 0 skips it
 seeds=1                    # stage 5: train every system with seeds 1..N (exp/<system>, exp/<system>_seed<k>)
 jobs=1                     # stages 5 and 6: systems trained / decoded side by side (each with 1 CPU thread when > 1)
-threshold_taus=0,0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5  # stage 7: the forced-tau grid of the threshold's dev curve
+threshold_taus=""          # stage 7: the forced-tau grid of the threshold's dev curve (empty: hdmole.bin.threshold_curve's;
+                           # each tau costs (layers + 1) passes over the dev set per thresholded system)
 help_message="Usage: $0 [options] (run from a recipe directory; see egs/mini_accent/run.sh)"
 # shellcheck disable=SC1091
 [ -f ./cmd.sh ] && . ./cmd.sh
@@ -326,7 +327,7 @@ stage_report() {
     if [ "$system" != base ] && [ ! -f "$exp_dir/$system/threshold_curve.json" ]; then
       python -m hdmole.bin.threshold_curve --if-thresholded --exp-dir "$exp_dir/$system" \
         --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/$system/best.pt" \
-        --data "$data_dir/$target_dev" --accents "$accents" --taus "$threshold_taus"
+        --data "$data_dir/$target_dev" --accents "$accents" ${threshold_taus:+--taus "$threshold_taus"}
     fi
   done
   local notes=()

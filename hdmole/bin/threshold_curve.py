@@ -2,7 +2,7 @@
 
     python -m hdmole.bin.threshold_curve --exp-dir exp/hdmole \\
         --checkpoint exp/base/best.pt --checkpoint exp/hdmole/best.pt --data data/dev_accent \\
-        --taus 0,0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5
+        --taus 0,0.02,0.05,0.1,0.15,0.2,0.3,0.5
 
 For each tau of the grid, with ``hdmole.nn.forced_thresholds``: every thresholded layer forced to tau, and
 each layer forced alone (the others keep their learned tau); plus the learned taus themselves. At each
@@ -11,6 +11,7 @@ adaptation's validation computes it; the encoder is run once and its outputs cac
 the mean number of active experts per layer (hdmole.nn.RoutingStatsRecorder). Writes
 ``<exp-dir>/threshold_curve.json`` and ``<exp-dir>/threshold_curve.png``; hdmole.bin.report turns the json
 into a table that says, per layer, whether the learned tau lies where the curve is within 1% of its best.
+Cost: 1 + (layers + 1) x taus passes of the projector and the LLM over the dev set (the encoder once).
 
 ``--config`` (default ``<exp-dir>/config.yaml``) gives the model, the tokenizer, the CMVN and the default
 ``--data`` (the adaptation's dev set) and ``--accents``; ``--checkpoint`` defaults to the config's first
@@ -28,7 +29,8 @@ from pathlib import Path
 
 log = logging.getLogger("hdmole.threshold_curve")
 
-DEFAULT_TAUS = "0,0.05,0.1,0.15,0.2,0.25,0.3,0.4,0.5"
+# Finer where thresholds have collapsed (near 0) and where a sparse gate of E = 4 experts acts (p ~ 1/E).
+DEFAULT_TAUS = "0,0.02,0.05,0.1,0.15,0.2,0.3,0.5"
 
 
 def has_threshold(checkpoint: str | Path) -> bool:
