@@ -58,7 +58,7 @@ def uses_stage4_router(summary: dict, exp_dir: Path) -> bool:
     if "uses_stage4_router" in summary:
         return bool(summary["uses_stage4_router"])
     adapter = summary.get("adapter_config")
-    if not adapter or not HDMoLEConfig.from_dict(adapter).uses_global_posterior:
+    if not adapter or not HDMoLEConfig.from_dict(adapter, source=str(exp_dir / 'train_summary.json')).uses_global_posterior:
         return False
     config_file = exp_dir / "config.yaml"
     config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
@@ -130,7 +130,7 @@ def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, 
     for r in rows:
         learned = r.learned
         size = r.full_ft or full_ft
-        percent = 100.0 * learned / size if learned is not None and r.trainable is not None and size else None
+        percent = 100.0 * learned / size if learned is not None and size else None
         avg_sd = seed_sd(r, lambda c: _mean([c.get(s) for s in accent_sets]))
         std_sd = seed_sd(r, lambda c: c.get(std_set))
         adapted = r.trainable is not None
