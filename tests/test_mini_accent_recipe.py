@@ -92,6 +92,12 @@ def test_every_stage_writes_its_outputs(recipe):
     for system in ["base", *SYSTEMS]:
         assert f"| {system} |" in results
     assert (exp / "results" / "routing_hdmole.png").is_file()
+    # stage 7: the threshold's dev operating curve of the thresholded system only (lora is skipped)
+    curve = json.loads((exp / "hdmole" / "threshold_curve.json").read_text())
+    assert curve["data"].endswith("dev_accent") and curve["layers"] and curve["per_layer"]
+    assert not (exp / "lora" / "threshold_curve.json").exists()
+    assert "## The threshold's operating curve (dev)" in results and "| hdmole | projector." in results
+    assert "## Active experts per layer and domain" in results and "Speakers are not resampled" in results
     assert "Made by" in results and "./run.sh --fast true" in results  # the recipe command, quoted
     stages = [line.split("\t")[0] for line in (exp / "stage_times.tsv").read_text().splitlines()]
     assert stages == [str(s) for s in range(8)]

@@ -1,64 +1,164 @@
-"""Paired bootstrap intervals (hdmole.report.stats) on hand-made per-utterance errors, and from score's files."""
+"""The seed-inclusive two-level bootstrap (hdmole.report.stats) on hand-made per-utterance errors, its
+section in RESULTS.md (hdmole.report.sections), and score's files feeding it."""
 
 from __future__ import annotations
 
+import json
 import random
+from pathlib import Path
 
 import pytest
 
 from hdmole.bin import score
-from hdmole.report.stats import mean_utt_errors, paired_bootstrap, read_utt_errors
+from hdmole.report.sections import comparisons, interval_section
+from hdmole.report.stats import bootstrap_difference, by_utterance, read_utt_errors, sentence_id
 
 
-def errors(seed: int, n: int = 300, rate: float = 0.2) -> dict:
+def errors(seed: int, n: int = 300, rate: float = 0.2, prefix: str = "spk-") -> dict:
     rng = random.Random(seed)
     out = {}
     for i in range(n):
         ref = rng.randint(4, 12)
-        out[f"u{i:03d}"] = (float(sum(rng.random() < rate for _ in range(ref))), ref)
+        out[f"{prefix}s{i:03d}"] = (float(sum(rng.random() < rate for _ in range(ref))), ref)
     return out
 
 
-def with_extra(base: dict, extra: int, every: int = 1) -> dict:
+def with_extra(base: dict, extra: float, every: int = 1) -> dict:
     return {u: (e + (extra if i % every == 0 else 0), r) for i, (u, (e, r)) in enumerate(sorted(base.items()))}
 
 
+def one_seed(sets: dict) -> dict:
+    return {name: [e] for name, e in sets.items()}
+
+
 def test_identical_systems_give_zero_difference_and_an_interval_around_zero():
-    a = {"s1": errors(1), "s2": errors(2)}
-    interval = paired_bootstrap(a, a, ["s1", "s2"])
+    a = one_seed({"s1": errors(1), "s2": errors(2)})
+    interval = bootstrap_difference(a, a, ["s1", "s2"])
     assert interval.difference == 0.0 and interval.low == 0.0 and interval.high == 0.0
-    assert not interval.excludes_zero
-
-
-def test_differences_that_cancel_out_give_zero_and_an_interval_straddling_zero():
-    """b has one more error than a on half the utterances and one fewer on the other half: the difference on
-    the whole set is 0, but per-utterance differences vary, so the interval has width and holds 0 inside."""
-    a = {"s": {u: (e + 1, r) for u, (e, r) in errors(1).items()}}
-    b = {"s": {u: (e + (1 if i % 2 else -1), r) for i, (u, (e, r)) in enumerate(sorted(a["s"].items()))}}
-    b["s"] = {u: (e, a["s"][u][1]) for u, (e, _) in b["s"].items()}
-    interval = paired_bootstrap(a, b, ["s"], seed=3)
-    assert interval.difference == pytest.approx(0.0, abs=1e-9)
-    assert interval.low < 0 < interval.high and interval.high - interval.low > 0.2
+    # several seeds, drawn independently for the two (identical) systems: exactly 0 on the full sets,
+    # an interval of some width around it
+    seeds = {"s1": [errors(1), errors(11), errors(21)], "s2": [errors(2), errors(12), errors(22)]}
+    interval = bootstrap_difference(seeds, seeds, ["s1", "s2"])
+    assert interval.difference == 0.0
+    assert interval.low < 0 < interval.high and not interval.excludes_zero
 
 
 def test_known_extra_errors_give_the_exact_difference_and_an_interval_excluding_zero():
     base = {"s1": errors(1), "s2": errors(2)}
     worse = {name: with_extra(e, 1, every=3) for name, e in base.items()}  # one more error in every third utt
-    interval = paired_bootstrap(worse, base, ["s1", "s2"])
+    interval = bootstrap_difference(one_seed(worse), one_seed(base), ["s1", "s2"])
     expected = sum(100.0 * sum(1 for i, _ in enumerate(sorted(e)) if i % 3 == 0) / sum(r for _, r in e.values())
                    for e in base.values()) / 2
     assert interval.difference == pytest.approx(expected)
-    assert interval.excludes_zero and interval.low > 0
-    assert interval.low < interval.difference < interval.high
-    reverse = paired_bootstrap(base, worse, ["s1", "s2"])
+    assert interval.low > 0 and interval.low < interval.difference < interval.high
+    reverse = bootstrap_difference(one_seed(base), one_seed(worse), ["s1", "s2"])
     assert reverse.difference == pytest.approx(-expected) and reverse.high < 0
 
 
+def test_seed_noise_widens_the_interval():
+    """Three seeds that disagree (each adds errors to other utterances) against their mean as one run: the
+    same point difference, a wider interval when the seeds are resampled."""
+    base = errors(1)
+    runs = [with_extra(base, 3.0 * k, every=4) for k in range(3)]  # seed k: 3k more errors on every 4th utt
+    mean = {u: (sum(r[u][0] for r in runs) / 3, base[u][1]) for u in base}
+    reference = {"s": [base]}
+    seeded = bootstrap_difference({"s": runs}, reference, ["s"], seed=4)
+    averaged = bootstrap_difference({"s": [mean]}, reference, ["s"], seed=4)
+    assert seeded.difference == pytest.approx(averaged.difference)
+    assert seeded.high - seeded.low > 1.5 * (averaged.high - averaged.low)
+
+
+def test_the_interval_is_taken_at_the_confidence_asked_for():
+    base = {"s": errors(1)}
+    worse = {"s": with_extra(base["s"], 1, every=3)}
+    wide = bootstrap_difference(one_seed(worse), one_seed(base), ["s"], confidence=0.99)
+    narrow = bootstrap_difference(one_seed(worse), one_seed(base), ["s"], confidence=0.8)
+    assert (wide.confidence, narrow.confidence) == (0.99, 0.8)
+    assert wide.low < narrow.low < narrow.high < wide.high
+    with pytest.raises(ValueError, match="confidence"):
+        bootstrap_difference(one_seed(worse), one_seed(base), ["s"], confidence=95)
+
+
+def test_sets_of_uneven_sizes_count_equally():
+    """10 items 10 points worse in s1, 1000 items equal in s2: every replicate averages to exactly 5 points;
+    weighting the sets by their size would give under 0.1."""
+    small = {f"x-s{i}": (0.0, 10) for i in range(10)}
+    large = {f"y-t{i}": (2.0, 10) for i in range(1000)}
+    a = {"s1": [{u: (1.0, r) for u, (_, r) in small.items()}], "s2": [large]}
+    b = {"s1": [small], "s2": [large]}
+    interval = bootstrap_difference(a, b, ["s1", "s2"])
+    assert interval.difference == pytest.approx(5.0)
+    assert interval.low == pytest.approx(5.0) and interval.high == pytest.approx(5.0)
+
+
+def test_paired_sets_are_resampled_with_the_same_sentence_ids():
+    """a is worse than b by k errors on sentence k in s1 and better by as much in s2 (same sentences, other
+    speakers). Drawn jointly, the two cancel in every replicate; drawn independently they would not."""
+    sentences = [f"s{i:03d}" for i in range(200)]
+    ref = {s: 8 for s in sentences}
+    b1 = {f"A-v1-{s}": (2.0, ref[s]) for s in sentences}
+    b2 = {f"B-v2-{s}": (2.0, ref[s]) for s in sentences}
+    a1 = {u: (e + (i % 5), r) for i, (u, (e, r)) in enumerate(sorted(b1.items()))}
+    a2 = {u: (e - (i % 5), r) for i, (u, (e, r)) in enumerate(sorted(b2.items()))}
+    a, b = one_seed({"s1": a1, "s2": a2}), one_seed({"s1": b1, "s2": b2})
+    joint = bootstrap_difference(a, b, ["s1", "s2"], item_of=lambda _, utt: sentence_id(utt))
+    assert joint.paired == [["s1", "s2"]]
+    assert joint.difference == pytest.approx(0.0, abs=1e-9)
+    assert joint.low == pytest.approx(0.0, abs=1e-9) and joint.high == pytest.approx(0.0, abs=1e-9)
+    apart = bootstrap_difference(a, b, ["s1", "s2"], item_of=by_utterance)
+    assert apart.paired == [] and apart.high - apart.low > 0.5
+
+
+def test_sentence_ids_follow_the_speaker_id():
+    assert sentence_id("Southwestern-m3-s0042", "Southwestern-m3") == "s0042"
+    assert sentence_id("Southwestern-m3-s0042") == "s0042"
+    assert sentence_id("S0002-BAC009S0002W0122", "S0002") == "BAC009S0002W0122"
+
+
 def test_systems_on_different_utterances_are_refused():
-    a = {"s": errors(1)}
-    b = {"s": dict(list(errors(1).items())[:-1])}
+    a = one_seed({"s": errors(1)})
+    b = one_seed({"s": dict(list(errors(1).items())[:-1])})
     with pytest.raises(ValueError, match="same utterances"):
-        paired_bootstrap(a, b, ["s"])
+        bootstrap_difference(a, b, ["s"])
+
+
+def write_errors(directory: Path, rows: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "utt_errors").write_text("".join(f"{u} {e:g} {r}\n" for u, (e, r) in sorted(rows.items())))
+
+
+def test_the_section_prints_its_level_and_keeps_the_source_set_out_of_the_accent_average(tmp_path):
+    """full_ft is 50 points worse than hdmole on the standard set and 1 error worse per accent utterance: the
+    avg-accent difference must be the accent sets' alone."""
+    sentences = [f"s{i:03d}" for i in range(60)]
+    sets = {"test_std": "Mandarin-v1", "test_A": "A-v2", "test_B": "B-v3"}
+    exp = tmp_path / "exp"
+    for system, extra_std, extra_accent in (("base", 0, 3), ("full_ft", 5, 1), ("hdmole", 0, 0)):
+        for name, speaker in sets.items():
+            extra = extra_std if name == "test_std" else extra_accent
+            write_errors(exp / system / f"decode_{name}", {f"{speaker}-{s}": (1.0 + extra, 10) for s in sentences})
+            (tmp_path / "data" / name).mkdir(parents=True, exist_ok=True)
+            (tmp_path / "data" / name / "utt2spk").write_text("".join(f"{speaker}-{s} {speaker}\n" for s in sentences))
+        (exp / system / "train_summary.json").write_text(json.dumps({"mode": "adapt"}))
+    text = interval_section(exp, ["base", "full_ft", "hdmole"], "test_std", ["test_A", "test_B"], replicates=200,
+                            confidence=0.9, data_dir=tmp_path / "data")
+    assert "| 90% interval |" in text and "95%" not in text and "with 90% two-level" in text
+    assert "Speakers are not resampled" in text and "jointly (one draw of sentence ids for all): test_A, test_B." in text
+    rows = {line.split("|")[1].strip() + "/" + line.split("|")[2].strip(): line.split("|")[3].strip()
+            for line in text.splitlines() if "−" in line}
+    assert rows["hdmole − full_ft/avg accent"] == "-10.00"  # 1 error in 10 characters: the accents only
+    assert rows["full_ft − base/test_std"] == "+50.00"
+
+
+def test_comparisons_name_the_attributions_of_present_systems_only():
+    systems = ["base", "full_ft", "lora", "mole_top2", "hdmole_no_threshold", "hdmole", "hdmole_oracle", "hdmole_spk"]
+    pairs = comparisons(systems)
+    assert ("hdmole", "lora", "accent") in pairs and ("hdmole", "lora", "std") in pairs
+    assert ("hdmole", "hdmole_no_threshold", "accent") in pairs
+    assert ("hdmole_spk", "hdmole_oracle", "std") in pairs and ("hdmole_spk", "hdmole_oracle", "accent") in pairs
+    assert not any("hdmole_dense" in p or "hdmole_global_only" in p for p in pairs)  # not run here
+    assert ("base", "full_ft", "accent") not in pairs and ("hdmole_oracle", "full_ft", "accent") in pairs
+    assert all(s in systems and r in systems for s, r, _ in pairs)
 
 
 def test_utt_errors_written_by_score_feed_the_bootstrap(tmp_path):
@@ -69,4 +169,3 @@ def test_utt_errors_written_by_score_feed_the_bootstrap(tmp_path):
     table = read_utt_errors(tmp_path / "utt_errors")
     assert table == {"a1": (1.0, 6), "a2": (1.0, 5), "a3": (0.0, 2)}
     assert sum(e for e, _ in table.values()) == summary["total"]["errors"]
-    assert mean_utt_errors([table, {u: (e + 2, r) for u, (e, r) in table.items()}])["a1"] == (2.0, 6)

@@ -71,6 +71,8 @@ llm_only_beam=1            # with an n-gram: the LLM-only decoding (no external 
                            # that shows the adaptation gaps without the n-gram; 0 skips it
 seeds=1                    # stage 5: train every system with seeds 1..N (exp/<system>, exp/<system>_seed<k>)
 jobs=1                     # stages 5 and 6: systems trained / decoded side by side (each with 1 CPU thread when > 1)
+threshold_taus=""          # stage 7: the forced-tau grid of the threshold's dev curve (empty: hdmole.bin.threshold_curve's;
+                           # each tau costs (layers + 1) passes over the dev set per thresholded system)
 help_message="Usage: $0 [options] (run from a recipe directory; see egs/mini_accent/run.sh)"
 # shellcheck disable=SC1091
 [ -f ./cmd.sh ] && . ./cmd.sh
@@ -321,6 +323,12 @@ stage_report() {
         --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
         --out "$exp_dir/$system/routing_test_all.json"
     fi
+    # The threshold's operating curve on the dev set (first seed); --if-thresholded: others are skipped.
+    if [ "$system" != base ] && [ ! -f "$exp_dir/$system/threshold_curve.json" ]; then
+      python -m hdmole.bin.threshold_curve --if-thresholded --exp-dir "$exp_dir/$system" \
+        --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/$system/best.pt" \
+        --data "$data_dir/$target_dev" --accents "$accents" ${threshold_taus:+--taus "$threshold_taus"}
+    fi
   done
   local notes=()
   [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
@@ -328,7 +336,7 @@ stage_report() {
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
-    --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" \
+    --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" --data-dir "$data_dir" \
     --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}"
 }
 

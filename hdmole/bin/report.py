@@ -66,23 +66,40 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per system (<system>, <system>_seed2, ...)")
     parser.add_argument("--router-dir", type=Path, help="the router stage's exp dir (router_<set>.json)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
+    parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    parser.add_argument("--data-dir", type=Path,
+                        help="the data dirs of the test sets (<data-dir>/<set>/utt2spk: the sentence id of an "
+                             "utterance follows its speaker id; without it, the last '-' field of the id)")
     args = parser.parse_args(argv)
 
     from hdmole.files import atomic_write_text
     from hdmole.report.provenance import config_list, git_state, machine_description
-    from hdmole.report.plots import read_jsonl, routing_heatmap, threshold_curves, training_curves
-    from hdmole.report.sections import (correspondence_section, decoding_description, identical_to_base,
-                                        interval_section, router_section)
-    from hdmole.report.table import load_row, markdown_table
+    from hdmole.report.plots import (read_jsonl, routing_heatmap, threshold_curves, threshold_operating_curve,
+                                     training_curves)
+    from hdmole.report.sections import (active_experts_section, correspondence_section, decoding_description,
+                                        identical_to_base, interval_section, router_section)
+    from hdmole.report.table import load_row, markdown_table, router_size
+    from hdmole.report.threshold import TOLERANCE, threshold_curve_section
 
+    if not 0.0 < args.confidence < 1.0:
+        print(f"hdmole.bin.report: --confidence {args.confidence}: must be between 0 and 1 (e.g. 0.95)", file=sys.stderr)
+        return 1
     missing = [s for s in args.systems if not (args.exp_dir / s).is_dir()]
     if missing:
         print(f"hdmole.bin.report: no experiment dir for {', '.join(missing)} under {args.exp_dir}; "
               "run the training and decoding stages for them first (or leave them out of --systems)", file=sys.stderr)
         return 1
     test_sets = [args.std_set, *args.accent_sets]
-    tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds) for s in args.systems] for d in args.decodings}
+    router_dir = args.router_dir or args.exp_dir / "router"
+    router_params = router_size(router_dir)
+    tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds, router_params) for s in args.systems]
+              for d in args.decodings}
     rows = tables[args.decodings[0]]
+    uncounted = [r.name for r in rows if r.trainable is not None and r.router is None]
+    if uncounted:
+        print(f"hdmole.bin.report: warning: {', '.join(uncounted)} route by the global router but "
+              f"{router_dir / 'train_summary.json'} is missing: their router parameters are shown as ? (pass "
+              "--router-dir, the router stage's exp dir)", file=sys.stderr)
     unscored = [f"{r.name}/decode_{t}" for r in rows for t in test_sets if r.cer.get(t) is None]
     if unscored:
         print(f"hdmole.bin.report: warning: not scored yet (shown as –): {', '.join(unscored[:6])}"
@@ -131,17 +148,18 @@ def main(argv: list[str] | None = None) -> int:
         how = decoding_description(args.exp_dir, args.std_set, decoding)
         title = "Comparison" if index == 0 else "The same systems, LLM alone"
         parts += [f"## {title}{': ' + how if how else ''}\n",
-                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
-                  "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
+                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets. "
+                  "Parameters count everything a system learns in any stage: *stage-5 params* in the adaptation, "
+                  "*router params* the global router learned in router pre-training (stage 4, with the accent labels) "
+                  "for the systems that route by it (not the oracle, which uses the labels, nor local routing "
+                  "alone); *total learned* is their sum (a router retrained in stage 5 counted once) and "
+                  "*% of full FT (total)* that total relative to full fine-tuning of the adapted module; "
                   f"train time is the wall time of the adaptation.{seeds_note}\n",
                   markdown_table(tables[decoding], args.accent_sets, args.std_set, label)]
         intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
-                                     args.bootstrap)
+                                     args.bootstrap, args.confidence, args.data_dir)
         if intervals:
-            parts += ["Differences in CER points (system minus reference) with 95% paired bootstrap intervals "
-                      f"({args.bootstrap} resamplings of the utterances of each test set"
-                      + (", errors averaged over the seeds" if args.seeds > 1 else "") + "): *lower* / *higher* when "
-                      "the interval excludes 0.\n", intervals]
+            parts.append(intervals)
     same = identical_to_base(args.exp_dir, args.systems, args.std_set, args.decodings[0])
     if same:
         parts += ["## Standard Mandarin left as the base model spells it\n", same]
@@ -154,6 +172,26 @@ def main(argv: list[str] | None = None) -> int:
                       "path, the mean scale of the update (0: the base model exactly). Systems with local routing only "
                       "(mole_*, hdmole_no_global) are not listed: nothing ties their experts to a domain.\n",
                       correspondence]
+        active = active_experts_section(args.exp_dir, args.systems, args.routing_set)
+        if active:
+            parts += [f"## Active experts per layer and domain ({label(args.routing_set)})\n",
+                      "Mean number of experts the dynamic threshold keeps active per token (of *experts*), over all "
+                      "tokens and per domain, with the layer's learned threshold tau, for every system with a threshold "
+                      "(first seed). The layer computes every expert whatever the gate: an inactive expert's update is "
+                      "multiplied by 0, not skipped.\n", active]
+    curve_table, curves = threshold_curve_section(args.exp_dir, args.systems)
+    if curve_table:
+        parts += ["## The threshold's operating curve (dev)\n",
+                  "Dev ASR loss (cross-entropy per token, the adaptation's validation loss) of each trained system with a "
+                  "dynamic threshold, with tau forced (hdmole.bin.threshold_curve) to each value of a grid in one layer "
+                  "while the other layers keep their learned tau; *best* is the lowest point of that layer's curve, the "
+                  f"learned point included. *learned within {100 * TOLERANCE:g}%*: whether the learned tau's loss is within "
+                  f"{100 * TOLERANCE:g}% of the best. First seed only.\n", curve_table]
+        for s, curve in curves.items():
+            if threshold_operating_curve(curve, plots_dir / f"threshold_curve_{s}.png", f"{s}: forced-tau dev loss"):
+                figures.append((f"{s}: dev loss with tau forced per layer (solid) and in every layer (dashed), the "
+                                "learned tau marked; mean active experts of the layer (dotted, right axis)",
+                                f"threshold_curve_{s}.png"))
     if args.stage_times:
         times = stage_times_table(args.stage_times)
         if times:

@@ -4,7 +4,9 @@
   (from ``routing_<set>.json`` written by ``hdmole.bin.routing_stats``);
 - ``thresholds.png``: each layer's threshold and mean number of active experts over training
   (from the ``routing`` entries of ``train_log.jsonl``);
-- ``training_curves.png``: training loss of every system over steps.
+- ``training_curves.png``: training loss of every system over steps;
+- ``threshold_curve_<system>.png``: the dev loss with tau forced to a grid of values, per layer, the learned
+  tau marked (from ``threshold_curve.json`` written by ``hdmole.bin.threshold_curve``).
 """
 
 from __future__ import annotations
@@ -84,6 +86,36 @@ def training_curves(logs: dict[str, list[dict]], out: Path) -> bool:
     ax.set(xlabel="step", ylabel="training loss", title="training curves")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True
+
+
+def threshold_operating_curve(curve: dict, out: Path, title: str) -> bool:
+    """One panel per layer: the dev loss with that layer's tau forced (the others learned) and with every
+    layer's forced, the learned tau and its loss marked; the mean active experts of the layer on a second axis."""
+    layers = curve.get("layers") or []
+    if not layers:
+        return False
+    fig, axes = plt.subplots(1, len(layers), figsize=(4.6 * len(layers), 3.6), squeeze=False)
+    for ax, layer in zip(axes[0], layers):
+        own = curve["per_layer"][layer]
+        ax.plot([p["tau"] for p in own], [p["loss"] for p in own], "o-", label="this layer forced")
+        ax.plot([p["tau"] for p in curve["all_layers"]], [p["loss"] for p in curve["all_layers"]], "s--", color="grey",
+                label="all layers forced")
+        learned = curve["learned"]
+        taus = learned["thresholds"][layer]
+        for tau in taus if isinstance(taus, list) else [taus]:
+            ax.axvline(tau, color="red", alpha=0.6)
+            ax.plot([tau], [learned["loss"]], "r*", markersize=12)
+        ax.plot([], [], "r*", label="learned tau")
+        ax.set(xlabel="tau", ylabel="dev ASR loss", title=layer)
+        ax.grid(alpha=0.3)
+        active = ax.twinx()
+        active.plot([p["tau"] for p in own], [p["mean_active_experts"] for p in own], ":", color="green")
+        active.set_ylabel("mean active experts (this layer)", color="green")
+        ax.legend(fontsize=7)
+    fig.suptitle(title, fontsize=10)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True

@@ -1,5 +1,5 @@
 """RESULTS.md sections beyond the CER table: the accent router, the differences the claims rest on (with
-paired bootstrap intervals), how much of standard Mandarin is left exactly as the base model spells it,
+seed-inclusive bootstrap intervals), how much of standard Mandarin is left exactly as the base model spells it,
 which experts each domain uses, and the decoding speed. Each takes the files a recipe run leaves in its
 exp dir and returns markdown ("" when the files are not there).
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hdmole.report.stats import mean_utt_errors, paired_bootstrap, read_utt_errors
+from hdmole.report.stats import bootstrap_difference, read_utt_errors, sentence_id
 from hdmole.report.table import seed_dirs
 
 
@@ -39,48 +39,81 @@ def router_section(router_dir: Path, sets: list[str], label=lambda s: s) -> str:
 
 
 def _errors(exp_root: Path, system: str, sets: list[str], decoding: str, seeds: int) -> dict | None:
-    """Per test set, the per-utterance errors of a system (averaged over its seeds), or None if unscored."""
+    """Per test set, the per-utterance errors of each seed of a system (the base model: one), or None if unscored."""
     dirs = seed_dirs(exp_root, system, seeds) if system != "base" else [exp_root / "base"]
     out = {}
     for test_set in sets:
         files = [d / f"{decoding}_{test_set}" / "utt_errors" for d in dirs]
         if not all(f.is_file() for f in files):
             return None
-        out[test_set] = mean_utt_errors([read_utt_errors(f) for f in files])
+        out[test_set] = [read_utt_errors(f) for f in files]
     return out
 
 
+# HDMoLE against the rows that attribute its gain: a single LoRA, static top-2 MoLE (neither router nor source
+# path), hierarchical + dense gating, hierarchical static top-2 (the threshold's share) and the accent-label
+# baseline through the same router (the local routers' and mixture's share beyond the router).
+HDMOLE_REFERENCES = ("lora", "mole_top2", "hdmole_dense", "hdmole_no_threshold", "hdmole_global_only")
+# (system, reference) pairs compared on both the accent average and the standard set.
+BOTH_SETS_PAIRS = (*(("hdmole", r) for r in HDMOLE_REFERENCES), ("hdmole_spk", "hdmole_oracle"))
+
+
 def comparisons(systems: list[str]) -> list[tuple[str, str, str]]:
-    """(system, reference, which CER) pairs: every system against full fine-tuning on the accents and against
-    the base model on standard Mandarin; HDMoLE against the single LoRA and the static top-k mixtures."""
-    pairs = []
-    for s in systems:
-        if s not in ("base", "full_ft") and "full_ft" in systems:
-            pairs.append((s, "full_ft", "accent"))
-    for s in systems:
-        if s != "base":
-            pairs.append((s, "base", "std"))
-    for other in ("lora", "mole_top1", "mole_top2"):
-        if "hdmole" in systems and other in systems:
-            pairs.append(("hdmole", other, "accent"))
+    """(system, reference, "accent" | "std") pairs, of systems present only: every system against full
+    fine-tuning on the accent average and against the base model on the standard set; then HDMoLE against
+    the rows of HDMOLE_REFERENCES and speaker-level routing against the oracle, on both."""
+    pairs = [(s, "full_ft", "accent") for s in systems if s not in ("base", "full_ft") and "full_ft" in systems]
+    pairs += [(s, "base", "std") for s in systems if s != "base" and "base" in systems]
+    for system, reference in BOTH_SETS_PAIRS:
+        if system in systems and reference in systems:
+            pairs += [(system, reference, "accent"), (system, reference, "std")]
     return pairs
 
 
+def sentence_items(data_dir: Path | None, sets: list[str]):
+    """``item_of(set, utt)`` for the bootstrap: the sentence id, after the speaker id of
+    ``<data_dir>/<set>/utt2spk`` when that file is there, else the last '-' field of the utterance id."""
+    speakers: dict[str, dict[str, str]] = {}
+    for name in sets:
+        path = data_dir / name / "utt2spk" if data_dir is not None else None
+        if path is not None and path.is_file():
+            speakers[name] = dict(line.split(maxsplit=1) for line in path.read_text(encoding="utf-8").splitlines()
+                                  if line.strip())
+    return lambda test_set, utt: sentence_id(utt, speakers.get(test_set, {}).get(utt, "").strip() or None)
+
+
 def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_sets: list[str], decoding: str = "decode",
-                     seeds: int = 1, replicates: int = 2000) -> str:
+                     seeds: int = 1, replicates: int = 2000, confidence: float = 0.95,
+                     data_dir: Path | None = None) -> str:
+    """The differences of ``comparisons`` with two-level bootstrap intervals at ``confidence`` (hdmole.report.stats):
+    a paragraph that says how they were made, and the table; "" when no pair is scored."""
     errors = {s: _errors(exp_root, s, [std_set, *accent_sets], decoding, seeds) for s in systems}
-    rows = []
+    item_of = sentence_items(data_dir, [std_set, *accent_sets])
+    level = f"{100 * confidence:g}%"
+    rows, paired = [], set()
     for system, reference, which in comparisons(systems):
         if errors.get(system) is None or errors.get(reference) is None:
             continue
         sets = accent_sets if which == "accent" else [std_set]
-        interval = paired_bootstrap(errors[system], errors[reference], sets, replicates=replicates)
+        interval = bootstrap_difference(errors[system], errors[reference], sets, item_of, replicates=replicates,
+                                        confidence=confidence)
+        paired.update(tuple(g) for g in interval.paired)
         verdict = "lower" if interval.high < 0 else "higher" if interval.low > 0 else "within noise"
         rows.append(f"| {system} − {reference} | {'avg accent' if which == 'accent' else std_set} | "
                     f"{interval.difference:+.2f} | [{interval.low:+.2f}, {interval.high:+.2f}] | {verdict} |")
     if not rows:
         return ""
-    return "\n".join(["| difference | CER | points | 95% interval | |", "|---|---|---|---|---|", *rows]) + "\n"
+    joint = "; ".join(", ".join(g) for g in sorted(paired))
+    text = (f"Differences in CER points (system minus reference, each averaged over its seeds) with {level} two-level "
+            f"paired bootstrap intervals ({replicates} replicates; hdmole.report.stats): each replicate resamples the "
+            f"seeds of each system{' (' + str(seeds) + ' per system, the base model 1)' if seeds > 1 else ''} and the "
+            "sentences of each test set, with replacement, and averages the per-set CERs over the sets compared (for "
+            "*avg accent* the accent sets, each weighted equally whatever its size; never the source set). "
+            + (f"Test sets that read the same sentences are resampled jointly (one draw of sentence ids for all): "
+               f"{joint}. " if joint else "The test sets share no sentences: each is resampled on its own. ")
+            + "**Speakers are not resampled**: the intervals cover the sentences and the training seeds of these "
+            "test speakers, not other speakers. *lower* / *higher* when the interval excludes 0.\n")
+    return "\n".join([text, f"| difference | CER | points | {level} interval | |", "|---|---|---|---|---|", *rows]) + "\n"
 
 
 def _texts(path: Path) -> dict[str, str] | None:
@@ -152,6 +185,35 @@ def correspondence_section(exp_root: Path, systems: list[str], routing_set: str)
     return "\n".join(lines) + "\n" if lines else ""
 
 
+def active_experts_section(exp_root: Path, systems: list[str], routing_set: str) -> str:
+    """Per system with a dynamic threshold and per adapted layer: the threshold and the mean number of active
+    experts per token, over all tokens and per domain (``routing_<set>.json`` of hdmole.bin.routing_stats)."""
+    lines: list[str] = []
+    for s in systems:
+        stats_file = exp_root / s / f"routing_{routing_set}.json"
+        summary_file = exp_root / s / "train_summary.json"
+        if not stats_file.is_file() or not summary_file.is_file():
+            continue
+        config = json.loads(summary_file.read_text()).get("adapter_config") or {}
+        if config.get("gating", "threshold") != "threshold":
+            continue
+        stats = json.loads(stats_file.read_text())
+        names = stats.pop("_accents", None) or []
+        for layer, entry in stats.items():
+            if entry.get("threshold") is None:
+                continue  # a plain LoRA layer, or no threshold
+            if not lines:
+                lines = ["| system | layer | experts | tau | all | " + " | ".join(names) + " |",
+                         "|---|---|---|---|---|" + "---|" * len(names)]
+            tau = entry["threshold"]
+            taus = ", ".join(f"{t:.3f}" for t in tau) if isinstance(tau, list) else f"{tau:.3f}"
+            by_domain = entry.get("by_domain", {})
+            cells = [f"{by_domain[n]['mean_active_experts']:.2f}" if n in by_domain else "–" for n in names]
+            lines.append(f"| {s} | {layer} | {len(entry['mean_weight_per_expert'])} | {taus} | "
+                         f"{entry['mean_active_experts']:.2f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n" if lines else ""
+
+
 def decoding_description(exp_root: Path, std_set: str, decoding: str) -> str:
     """How a decoding was made and its speed, from the base model's rtf file (hdmole.bin.decode)."""
     rtf_file = exp_root / "base" / f"{decoding}_{std_set}" / "rtf"
@@ -167,5 +229,5 @@ def decoding_description(exp_root: Path, std_set: str, decoding: str) -> str:
            f"{info.get('threads_per_job', '?')} thread(s))"
 
 
-__all__ = ["router_section", "interval_section", "identical_to_base", "correspondence_section",
-           "decoding_description", "comparisons", "expert_domains"]
+__all__ = ["active_experts_section", "router_section", "interval_section", "identical_to_base", "correspondence_section",
+           "decoding_description", "comparisons", "expert_domains", "sentence_items"]

@@ -1,23 +1,36 @@
-"""Paired bootstrap confidence intervals for differences in CER between two systems.
+"""Confidence intervals for differences in CER between two systems that include the spread over training seeds.
 
-The systems are decoded on the same test sets, so their errors are paired by utterance: each bootstrap
-replicate resamples the utterances of every test set with replacement (the same draw for both systems),
-recomputes each set's CER as total errors / total reference characters, averages over the sets asked
-for (one set: that set's CER; the accent sets: the average accent CER of the table) and takes the
-difference. The percentile interval of those differences is the 95% interval (Koehn 2004; Bisani and
-Ney 2004, "Bootstrap estimates for confidence intervals in ASR performance evaluation"). An interval
-that excludes 0 is a difference beyond the noise of these test sets (not of training seeds: that spread
-is reported separately).
+A two-level paired bootstrap (Bisani and Ney 2004 for the test-set level; the seed level as in the
+"hierarchical bootstrap" of multi-seed deep-learning comparisons). Each replicate
+
+1. resamples the seeds of each system with replacement (a system with one seed, e.g. the base model,
+   keeps it): the system's per-utterance errors are the mean over the drawn seeds;
+2. resamples the test items of each test set with replacement. An item is a *sentence*: the utterances of
+   a set that read it (one in mini_accent) go in or out together. Test sets that hold exactly the same
+   sentences (mini_accent's five test sets read the same 600) are *paired*: one draw of sentence ids is
+   used in every one of them, so that a sentence that is hard everywhere is drawn everywhere at once.
+   Sets that share no sentences (KeSpeech) are resampled independently;
+3. recomputes each set's CER (total errors / total reference characters of the drawn items), averages
+   the CERs over the sets asked for, each set weighted equally whatever its size (the table's
+   *avg accent*), and takes the difference of the two systems.
+
+The percentile interval of those differences at the requested confidence is returned with the
+difference on the full sets (the seed means). Speakers are NOT resampled: the test sets have few
+speakers (mini_accent: 4 per set), so the interval says how the difference varies over sentences and
+training seeds for these speakers, not over the population of speakers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 UttErrors = dict[str, tuple[float, int]]  # utt id -> (errors, reference characters)
+# (test set, utterance id) -> the item it belongs to (its sentence id)
+ItemOf = Callable[[str, str], str]
 
 
 def read_utt_errors(path: Path) -> UttErrors:
@@ -34,52 +47,104 @@ def read_utt_errors(path: Path) -> UttErrors:
     return out
 
 
-def mean_utt_errors(runs: list[UttErrors]) -> UttErrors:
-    """Errors averaged over several runs of one system (seeds) on the same utterances."""
-    utts = runs[0].keys()
-    if any(run.keys() != utts for run in runs):
-        raise ValueError("the runs to average were not decoded on the same utterances")
-    return {u: (sum(run[u][0] for run in runs) / len(runs), runs[0][u][1]) for u in utts}
+def sentence_id(utt: str, speaker: str | None = None) -> str:
+    """The sentence an utterance reads: what follows ``<speaker>-`` in its id (Kaldi ids start with the
+    speaker; mini_accent's are ``<accent>-<voice>-<sentence id>``), else the last '-' field."""
+    if speaker and utt.startswith(speaker + "-"):
+        return utt[len(speaker) + 1:]
+    return utt.rsplit("-", 1)[-1]
+
+
+def by_utterance(test_set: str, utt: str) -> str:
+    """Every utterance its own item (no two sets paired): the classical one-level bootstrap's unit."""
+    return f"{test_set}\t{utt}"
 
 
 @dataclass
 class Interval:
-    difference: float  # on the full test sets, CER points (a - b)
+    difference: float  # on the full test sets, CER points (a - b), each system averaged over its seeds
     low: float
     high: float
+    confidence: float  # the coverage the percentiles were taken at, e.g. 0.95
+    paired: list[list[str]] = field(default_factory=list)  # the groups of sets resampled jointly (2 or more)
 
     @property
     def excludes_zero(self) -> bool:
         return self.low > 0 or self.high < 0
 
     def __str__(self) -> str:
-        return f"{self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}]"
+        return f"{self.difference:+.2f} [{self.low:+.2f}, {self.high:+.2f}] ({100 * self.confidence:g}%)"
 
 
-def paired_bootstrap(a: dict[str, UttErrors], b: dict[str, UttErrors], sets: list[str], replicates: int = 2000,
-                     seed: int = 0, confidence: float = 0.95) -> Interval:
-    """CER(a) - CER(b), averaged over ``sets`` (per-set CERs averaged), with its bootstrap interval.
+class _Set:
+    """One test set in item form: per system, errors summed per item [seeds, items]; reference characters
+    per item [items]."""
 
-    ``a`` and ``b``: per test set, the errors of each utterance; both systems must cover the same utterances.
+    def __init__(self, name: str, a: list[UttErrors], b: list[UttErrors], item_of: ItemOf) -> None:
+        utts = sorted(a[0])
+        for runs, which in ((a, "first"), (b, "second")):
+            if any(sorted(run) != utts for run in runs):
+                raise ValueError(f"test set {name}: the {which} system's seeds and the other system were not "
+                                 "scored on the same utterances")
+        keys = [item_of(name, u) for u in utts]
+        self.items = sorted(set(keys))
+        column = {k: i for i, k in enumerate(self.items)}
+        index = np.array([column[k] for k in keys])
+        self.ref = np.bincount(index, weights=[a[0][u][1] for u in utts], minlength=len(self.items))
+        self.err = [np.stack([np.bincount(index, weights=[run[u][0] for u in utts], minlength=len(self.items))
+                              for run in runs]) for runs in (a, b)]
+
+    def cer_difference(self, seed_weights: list[np.ndarray], counts: np.ndarray) -> np.ndarray:
+        """Per replicate: CER(a) - CER(b) on the drawn items. ``seed_weights`` per system [R, seeds] (rows sum
+        to 1), ``counts`` [R, items] (how often each item was drawn)."""
+        ref = np.maximum(counts @ self.ref, 1.0)
+        a, b = (((w @ e) * counts).sum(axis=1) for w, e in zip(seed_weights, self.err))
+        return 100.0 * (a - b) / ref
+
+
+def _draw_counts(rng: np.random.Generator, n: int, replicates: int) -> np.ndarray:
+    """[replicates, n]: how often each of n things is drawn in n draws with replacement."""
+    return rng.multinomial(n, np.full(n, 1.0 / n), size=replicates).astype(float)
+
+
+def bootstrap_difference(a: dict[str, list[UttErrors]], b: dict[str, list[UttErrors]], sets: list[str],
+                         item_of: ItemOf = by_utterance, replicates: int = 2000, seed: int = 0,
+                         confidence: float = 0.95, chunk: int = 250) -> Interval:
+    """CER(a) - CER(b) averaged over ``sets`` (each set's CER counts once), with its two-level bootstrap
+    interval (see the module docstring).
+
+    ``a``, ``b``: per test set, one ``UttErrors`` per seed of the system (the same seeds' order in every
+    set). ``item_of(set, utt)``: the sentence an utterance reads; sets with the same sentences are
+    resampled jointly. ``chunk``: replicates computed at once (memory: chunk x utterances floats).
     """
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
+    data = {name: _Set(name, a[name], b[name], item_of) for name in sets}
+    seeds = [len(a[sets[0]]), len(b[sets[0]])]
+    if any(len(a[n]) != seeds[0] or len(b[n]) != seeds[1] for n in sets):
+        raise ValueError("a system has a different number of seeds on different test sets")
+    full_weights = [np.full((1, n), 1.0 / n) for n in seeds]
+    full = float(np.mean([s.cer_difference(full_weights, np.ones((1, len(s.items))))[0] for s in data.values()]))
+    # Paired sets: those holding the same items, of the same lengths (the same sentences, not merely ids that
+    # happen to coincide), share one draw per replicate.
+    groups: dict[tuple, list[str]] = {}
+    for name, s in data.items():
+        groups.setdefault((tuple(s.items), tuple(s.ref)), []).append(name)
     rng = np.random.default_rng(seed)
-    diffs = np.zeros(replicates)
-    full = 0.0
-    for name in sets:
-        utts = sorted(a[name])
-        if sorted(b[name]) != utts:
-            raise ValueError(f"test set {name}: the two systems were not scored on the same utterances")
-        err_a = np.array([a[name][u][0] for u in utts])
-        err_b = np.array([b[name][u][0] for u in utts])
-        ref = np.array([a[name][u][1] for u in utts], dtype=float)
-        full += 100.0 * (err_a.sum() - err_b.sum()) / ref.sum()
-        draw = rng.integers(0, len(utts), size=(replicates, len(utts)))
-        ref_sum = ref[draw].sum(axis=1)
-        diffs += 100.0 * (err_a[draw].sum(axis=1) - err_b[draw].sum(axis=1)) / np.maximum(ref_sum, 1.0)
-    diffs /= len(sets)
+    diffs = []
+    for start in range(0, replicates, chunk):
+        size = min(chunk, replicates - start)
+        weights = [_draw_counts(rng, n, size) / n for n in seeds]
+        total = np.zeros(size)
+        for (items, _), names in groups.items():
+            counts = _draw_counts(rng, len(items), size)
+            for name in names:
+                total += data[name].cer_difference(weights, counts)
+        diffs.append(total / len(sets))
     tail = 100.0 * (1.0 - confidence) / 2.0
-    low, high = np.percentile(diffs, [tail, 100.0 - tail])
-    return Interval(full / len(sets), float(low), float(high))
+    low, high = np.percentile(np.concatenate(diffs), [tail, 100.0 - tail])
+    return Interval(full, float(low), float(high), confidence, [g for g in groups.values() if len(g) > 1])
 
 
-__all__ = ["Interval", "UttErrors", "paired_bootstrap", "read_utt_errors", "mean_utt_errors"]
+__all__ = ["Interval", "ItemOf", "UttErrors", "bootstrap_difference", "by_utterance", "read_utt_errors",
+           "sentence_id"]

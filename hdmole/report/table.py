@@ -2,6 +2,10 @@
 
 An experiment dir ``<exp>/<system>/`` contributes ``train_summary.json`` (written by hdmole.bin.train)
 and ``decode_<set>/cer.json`` (written by hdmole.bin.score) for each test set.
+
+Parameters are counted as everything a system learns in any stage: its adaptation (stage 5) and, when it
+routes by the global router (routing hierarchical or global, not the oracle), the router learned in router
+pre-training (stage 4, with the accent labels), read from the router exp dir's ``train_summary.json``.
 """
 
 from __future__ import annotations
@@ -10,22 +14,29 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
+from hdmole.nn import HDMoLEConfig
+
 
 @dataclass
 class SystemRow:
     name: str
     cer: dict[str, float | None] = field(default_factory=dict)  # test set -> CER (%), mean over seeds
-    trainable: int | None = None
+    trainable: int | None = None  # learned in the adaptation (stage 5)
+    router: int | None = 0  # learned in router pre-training and used by this system; None: used, size unknown
+    router_retrained: int = 0  # of those, retrained in stage 5 (already in ``trainable``)
     full_ft: int | None = None
     train_seconds: float | None = None
     note: str = ""
     seed_cers: list[dict[str, float | None]] = field(default_factory=list)  # one per seed (when several)
 
     @property
-    def percent_of_full_ft(self) -> float | None:
-        if self.trainable is None or not self.full_ft:
+    def learned(self) -> int | None:
+        """Every parameter the system learns, in any stage (the router counted once)."""
+        if self.trainable is None or self.router is None:
             return None
-        return 100.0 * self.trainable / self.full_ft
+        return self.trainable + self.router - self.router_retrained
 
 
 def seed_dirs(exp_root: Path, name: str, seeds: int) -> list[Path]:
@@ -33,9 +44,32 @@ def seed_dirs(exp_root: Path, name: str, seeds: int) -> list[Path]:
     return [exp_root / name] + [exp_root / f"{name}_seed{k}" for k in range(2, seeds + 1)]
 
 
-def load_row(exp_dir: Path, name: str, test_sets: list[str], decoding: str = "decode", seeds: int = 1) -> SystemRow:
+def router_size(router_dir: Path) -> int | None:
+    """Parameters learned in router pre-training (``trainable_params`` of its train_summary.json), or None."""
+    summary_file = router_dir / "train_summary.json"
+    if not summary_file.is_file():
+        return None
+    return json.loads(summary_file.read_text()).get("trainable_params")
+
+
+def uses_stage4_router(summary: dict, exp_dir: Path) -> bool:
+    """Whether an adapted system routes by the router of router pre-training: ``uses_stage4_router`` of its
+    summary, or for summaries written before it, from its adapter config and its config.yaml (oracle_routing)."""
+    if "uses_stage4_router" in summary:
+        return bool(summary["uses_stage4_router"])
+    adapter = summary.get("adapter_config")
+    if not adapter or not HDMoLEConfig.from_dict(adapter, source=str(exp_dir / 'train_summary.json')).uses_global_posterior:
+        return False
+    config_file = exp_dir / "config.yaml"
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else {}
+    return not ((config or {}).get("model") or {}).get("oracle_routing", False)
+
+
+def load_row(exp_dir: Path, name: str, test_sets: list[str], decoding: str = "decode", seeds: int = 1,
+             router_params: int | None = None) -> SystemRow:
     """A system's row from ``exp_dir`` (its first seed's dir); with ``seeds`` > 1 the CERs are the mean over
-    ``<name>``, ``<name>_seed2``, ... (the base model has one). ``decoding``: the decode dirs' prefix."""
+    ``<name>``, ``<name>_seed2``, ... (the base model has one). ``decoding``: the decode dirs' prefix.
+    ``router_params``: the size of the stage-4 router (router_size), added when the system routes by it."""
     row = SystemRow(name)
     summary_file = exp_dir / "train_summary.json"
     if summary_file.is_file():
@@ -44,6 +78,9 @@ def load_row(exp_dir: Path, name: str, test_sets: list[str], decoding: str = "de
             row.trainable = summary.get("trainable_params")
             row.full_ft = summary.get("full_ft_params")
             row.train_seconds = summary.get("train_seconds")
+            if uses_stage4_router(summary, exp_dir):
+                row.router = router_params
+                row.router_retrained = summary.get("router_params_retrained", 0)
         else:
             row.note = f"no adaptation ({summary.get('mode')} stage)"
     dirs = seed_dirs(exp_dir.parent, exp_dir.name, seeds) if row.trainable is not None else [exp_dir]
@@ -77,24 +114,31 @@ def _mean(values: list[float | None]) -> float | None:
     return sum(values) / len(values)
 
 
+def _count(value: int | None) -> str:
+    return "?" if value is None else f"{value:,}"
+
+
 def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, label=lambda s: s) -> str:
-    """Rows = systems; columns = CER per accent, average accent CER, standard CER, trainable parameters
-    (count and % of full fine-tuning of the adapted module), training time. With several seeds the average
-    accent and standard CERs are the mean +- the standard deviation over seeds."""
+    """Rows = systems; columns = CER per accent, average accent CER, standard CER, the parameters learned in
+    the adaptation (stage 5), those of the stage-4 router the system routes by, their total (the router
+    counted once) and that total as % of full fine-tuning of the adapted module, training time. With several
+    seeds the average accent and standard CERs are the mean +- the standard deviation over seeds."""
     header = ["system", *(label(s) for s in accent_sets), "avg accent", f"{label(std_set)} (source)",
-              "trainable params", "% of full FT", "train time (s)"]
+              "stage-5 params", "router params", "total learned", "% of full FT (total)", "train time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     full_ft = next((r.full_ft for r in rows if r.full_ft), None)
     for r in rows:
-        percent = r.percent_of_full_ft
-        if percent is None and r.trainable is not None and full_ft:
-            percent = 100.0 * r.trainable / full_ft
+        learned = r.learned
+        size = r.full_ft or full_ft
+        percent = 100.0 * learned / size if learned is not None and size else None
         avg_sd = seed_sd(r, lambda c: _mean([c.get(s) for s in accent_sets]))
         std_sd = seed_sd(r, lambda c: c.get(std_set))
+        adapted = r.trainable is not None
         cells = [r.name, *(_fmt(r.cer.get(s)) for s in accent_sets),
                  _fmt(_mean([r.cer.get(s) for s in accent_sets])) + (f" ± {avg_sd:.2f}" if avg_sd is not None else ""),
                  _fmt(r.cer.get(std_set)) + (f" ± {std_sd:.2f}" if std_sd is not None else ""),
-                 f"{r.trainable:,}" if r.trainable is not None else "0",
+                 _count(r.trainable) if adapted else "0", _count(r.router) if adapted else "0",
+                 _count(learned) if adapted else "0",
                  _fmt(percent, 1) if percent is not None else "–",
                  _fmt(r.train_seconds, 0)]
         lines.append("| " + " | ".join(cells) + " |")

@@ -71,6 +71,8 @@ def prepare_model(model: nn.Module, config: TrainConfig, num_accents: int) -> di
             mark_trainable(model, extra=extra)
     counts = count_parameters(model)
     full_ft = full_finetune_size(model, config)
+    uses_router = uses_stage4_router(model, adapter_conf)
+    router = getattr(model, "global_router", None)
     info = {
         "mode": mode,
         "system": config.adapter.system if config.adapter else mode,
@@ -79,10 +81,23 @@ def prepare_model(model: nn.Module, config: TrainConfig, num_accents: int) -> di
         "trainable_params": counts["trainable"],
         "total_params": counts["total"],
         "full_ft_params": full_ft,
+        # What the results table adds to trainable_params: the router learned in router pre-training (recipe
+        # stage 4, with the accent labels) when this system routes by it; retrained: its parameters that
+        # this run trains again (already in trainable_params, not to be counted twice).
+        "uses_stage4_router": uses_router,
+        "router_params_retrained": sum(p.numel() for p in router.parameters() if p.requires_grad)
+        if uses_router and router is not None else 0,
     }
     log.info("mode %s: %d trainable of %d parameters%s", mode, counts["trainable"], counts["total"],
              f" ({100.0 * counts['trainable'] / full_ft:.2f}% of full fine-tuning of the adapted module)" if full_ft else "")
     return info
+
+
+def uses_stage4_router(model: nn.Module, adapter_conf) -> bool:
+    """Whether an adapted system depends on the global router of router pre-training: its routing uses the
+    global posterior (hierarchical, global) and the posterior is the router's, not the oracle's labels."""
+    return bool(adapter_conf is not None and adapter_conf.uses_global_posterior
+                and not getattr(model, "oracle_routing", False))
 
 
 def full_finetune_size(model: nn.Module, config: TrainConfig) -> int | None:
