@@ -140,6 +140,12 @@ def _run(args) -> int:
     cache.fill(model, loader, args.device, Path(data).name)
     batches = [cache.attach({k: (v.to(args.device) if torch.is_tensor(v) else v) for k, v in b.items() if k != "feats"},
                             args.device) for b in loader]
+    if getattr(model, "route_pooling", "utterance") == "speaker":  # routed as in training: the speaker's evidence
+        from hdmole.models.speaker_routing import attach_route_logits, pool_by_speaker, utterance_route_logits
+
+        pooled = pool_by_speaker(utterance_route_logits(model, batches, args.device),
+                                 loader.dataset.data.utt2spk.entries, model.route_pool_first_k)
+        batches = [attach_route_logits(b, pooled, args.device) for b in batches]
 
     def point(forced: dict[str, float] | None) -> dict:
         """The dev ASR loss (token-weighted) and mean active experts per layer, with ``forced`` taus."""
