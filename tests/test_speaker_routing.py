@@ -72,3 +72,17 @@ def test_the_model_routes_training_and_decoding_batches_with_the_pooled_logits(s
         speaker_model.routing_posterior(enc_out, enc_lens)
     with pytest.raises(ValueError, match="no pooled posterior"):
         attach_route_logits({"utt_ids": ["s3-c"]}, pooled)
+
+
+def test_the_report_shows_the_speaker_level_accuracy_of_eval_router(tmp_path):
+    import json
+
+    from hdmole.report.sections import router_section
+
+    summary = {"accents": ["Mandarin", "Dental"], "utterances": 4, "accuracy": 0.5,
+               "recall": {"Mandarin": 1.0, "Dental": 0.0}, "confusion": [[2, 0], [2, 0]],
+               "speaker_level": speaker_level_accuracy(LOGITS, {"a-1": 0, "a-2": 0, "a-3": 0, "b-1": 1}, UTT2SPK)}
+    (tmp_path / "router_dev.json").write_text(json.dumps(summary))
+    text = router_section(tmp_path, ["dev"])
+    assert "Speaker-level routing" in text
+    assert "| dev | 75.0% (1/2) | 75.0% (1/2) |" in text

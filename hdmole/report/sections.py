@@ -30,6 +30,18 @@ def router_section(router_dir: Path, sets: list[str], label=lambda s: s) -> str:
     for name, summary in found:
         lines.append(f"| {label(name)} | {summary['utterances']} | {_pct(summary['accuracy'])} | "
                      + " | ".join(_pct(summary["recall"][n]) for n in names) + " |")
+    speaker = [(s, summary["speaker_level"]) for s, summary in found if summary.get("speaker_level")]
+    if speaker:  # eval_router's speaker-level routing (hdmole.models.speaker_routing): all, and the online case
+        keys = list(speaker[0][1])
+        lines += ["", "Speaker-level routing (the log-posteriors of a speaker's utterances summed; *first k*: only "
+                  "the speaker's first k utterances, the online case): accuracy over the utterances, and speakers "
+                  "whose every utterance is routed right.", "",
+                  "| set | " + " | ".join("all" if k == "all" else k.replace("_", " ") for k in keys) + " |",
+                  "|---|" + "---|" * len(keys)]
+        for name, levels in speaker:
+            lines.append(f"| {label(name)} | " + " | ".join(
+                f"{_pct(levels[k]['utterance_accuracy'])} ({levels[k]['speakers_correct']}/{levels[k]['speakers']})"
+                for k in keys) + " |")
     name, summary = found[-1]
     lines += ["", f"Confusion matrix on {label(name)} (rows: the true domain, columns: the router's choice):", "",
               "| true \\ routed | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
