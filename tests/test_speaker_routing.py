@@ -86,3 +86,20 @@ def test_the_report_shows_the_speaker_level_accuracy_of_eval_router(tmp_path):
     text = router_section(tmp_path, ["dev"])
     assert "Speaker-level routing" in text
     assert "| dev | 75.0% (1/2) | 75.0% (1/2) |" in text
+
+
+def test_the_report_gives_the_online_cers_of_a_speaker_routed_system(tmp_path):
+    import json
+
+    from hdmole.report.sections import online_speaker_section
+
+    for prefix, cer in (("decode", 10.0), ("decode_first1", 14.0), ("decode_first3", 12.0), ("decode_first10", 11.0)):
+        for test_set, offset in (("test_std", -5.0), ("test_a", 0.0), ("test_b", 2.0)):
+            out = tmp_path / "hdmole_spk" / f"{prefix}_{test_set}"
+            out.mkdir(parents=True)
+            (out / "cer.json").write_text(json.dumps({"total": {"cer": cer + offset}}))
+    (tmp_path / "hdmole").mkdir()  # an utterance-routed system: no online rows
+    text = online_speaker_section(tmp_path, ["hdmole", "hdmole_spk"], "test_std", ["test_a", "test_b"])
+    assert "| hdmole_spk | all | 11.00 | 5.00 |" in text
+    assert "| hdmole_spk | first 1 | 15.00 | 9.00 |" in text and "| hdmole_spk | first 10 |" in text
+    assert "| hdmole |" not in text

@@ -253,19 +253,30 @@ decode_one() {  # decode_one <dir>: every test set in one call per job (the mode
     fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
   fi
   decode_jobs "$dir" decode --beam "$beam" "${fusion[@]}"
+  if speaker_routed "$dir"; then  # the online case: each speaker routed with its first k utterances only
+    local k
+    for k in 1 3 10; do decode_jobs "$dir" "decode_first$k" --beam "$beam" "${fusion[@]}" --speaker-first-k "$k"; done
+  fi
   if [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ]; then
     decode_jobs "$dir" decode_llm --beam "$llm_only_beam"
   fi
 }
 
+speaker_routed() {  # speaker_routed <dir>: the system routes by speaker (global_router.pool: speaker)
+  grep -q "pool: speaker" "$exp_dir/$1/config.yaml" 2>/dev/null
+}
+
 decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs through $decode_cmd, then merged
-  local dir=$1 prefix=$2 set sets=() n=$decode_nj threads=()
+  local dir=$1 prefix=$2 set sets=() n=$decode_nj threads=() split=(--per-utt) part
   shift 2
+  # By utterance: the model keeps no per-speaker state (global CMVN), and the parts come out even; a system
+  # routed by speaker pools each speaker's utterances, so its parts hold whole speakers.
+  if speaker_routed "$dir"; then split=(); fi
   for set in $std_test $accent_tests; do
     if [ "$n" -gt 1 ]; then
-      # By utterance: the model keeps no per-speaker state (global CMVN), and the parts come out even.
-      utils/split_data.sh --per-utt "$data_dir/$set" "$n"
-      sets+=(--data "$data_dir/$set/split${n}utt/JOB" --out "$exp_dir/$dir/${prefix}_$set/split$n/JOB")
+      utils/split_data.sh "${split[@]}" "$data_dir/$set" "$n"
+      part=split$n; [ ${#split[@]} -gt 0 ] && part=split${n}utt
+      sets+=(--data "$data_dir/$set/$part/JOB" --out "$exp_dir/$dir/${prefix}_$set/split$n/JOB")
     else
       sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/${prefix}_$set")
     fi
@@ -308,7 +319,9 @@ stage_report() {
   [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ] && decodings+=(decode_llm)
   for system in base $report; do
     for dir in $([ "$system" = base ] && echo base || seed_dirs "$system"); do
-      for decoding in "${decodings[@]}"; do
+      local these=("${decodings[@]}")
+      speaker_routed "$dir" && these+=(decode_first1 decode_first3 decode_first10)
+      for decoding in "${these[@]}"; do
         for set in $std_test $accent_tests; do
           need "$exp_dir/$dir/${decoding}_$set/text" 6
           python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$dir/${decoding}_$set/text" \

@@ -66,6 +66,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="tokenizer config as YAML, e.g. '{type: sentencepiece, model: data/lang/char.model}' "
                         "(default: the config's tokenizer section)")
     p.add_argument("--cmvn", default=None, help="global CMVN stats (default: the config's data.cmvn; 'none': off)")
+    p.add_argument("--speaker-first-k", type=int, default=None,
+                   help="speaker-level routing (global_router.pool: speaker): pool only each speaker's first K "
+                        "utterances, the online case (default: the model's pool_first_k; 0 = all)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")
@@ -134,7 +137,8 @@ def decode_shard(job: dict) -> dict:
     if getattr(model, "route_pooling", "utterance") == "speaker":  # the speaker's evidence, from the whole set
         from hdmole.models.speaker_routing import attach_route_logits, speaker_route_logits
 
-        pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k)
+        first_k = model.route_pool_first_k if args.speaker_first_k is None else args.speaker_first_k
+        pooled = speaker_route_logits(model, loader, args.device, first_k)
     for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
         if pooled is not None:
             batch = attach_route_logits(batch, pooled)

@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.report.plots import (read_jsonl, routing_heatmap, threshold_curves, threshold_operating_curve,
                                      training_curves)
     from hdmole.report.sections import (active_experts_section, correspondence_section, decoding_description,
-                                        identical_to_base, interval_section, router_section)
+                                        identical_to_base, interval_section, online_speaker_section,
+                                        router_section)
     from hdmole.report.table import load_row, markdown_table, router_size
     from hdmole.report.threshold import TOLERANCE, threshold_curve_section
 
@@ -179,6 +180,13 @@ def main(argv: list[str] | None = None) -> int:
                       "tokens and per domain, with the layer's learned threshold tau, for every system with a threshold "
                       "(first seed). The layer computes every expert whatever the gate: an inactive expert's update is "
                       "multiplied by 0, not skipped.\n", active]
+    online = online_speaker_section(args.exp_dir, args.systems, args.std_set, args.accent_sets)
+    if online:
+        parts += ["## Speaker-level routing online: the first k utterances of each speaker\n",
+                  "CER (beam search, first decoding above) of the speaker-routed systems when each speaker's posterior "
+                  "pools only the speaker's first k utterances (utterance-id order), as an online system would have "
+                  "after k utterances; *all*: every utterance of the speaker, as in the tables. Trained with all "
+                  "of them; first seed.\n", online]
     curve_table, curves = threshold_curve_section(args.exp_dir, args.systems)
     if curve_table:
         parts += ["## The threshold's operating curve (dev)\n",

@@ -243,3 +243,28 @@ def decoding_description(exp_root: Path, std_set: str, decoding: str) -> str:
 
 __all__ = ["active_experts_section", "router_section", "interval_section", "identical_to_base", "correspondence_section",
            "decoding_description", "comparisons", "expert_domains", "sentence_items"]
+
+
+# The enrolment sizes stage 6 decodes a speaker-routed system with (the online case, docs/method.md section 3.7).
+ONLINE_FIRST_K = (1, 3, 10)
+
+
+def online_speaker_section(exp_root: Path, systems: list[str], std_set: str, accent_sets: list[str]) -> str:
+    """CERs of each speaker-routed system decoded with only its speakers' first k utterances pooled
+    (``decode_first<k>_<set>``, first seed), next to all of them (``decode_<set>``)."""
+    from hdmole.report.table import read_cer
+
+    rows = []
+    for system in systems:
+        variants = [("all", "decode")] + [(f"first {k}", f"decode_first{k}") for k in ONLINE_FIRST_K]
+        if not (exp_root / system / f"decode_first{ONLINE_FIRST_K[0]}_{std_set}").is_dir():
+            continue
+        for name, prefix in variants:
+            cers = [read_cer(exp_root / system / f"{prefix}_{s}") for s in accent_sets + [std_set]]
+            if any(c is None for c in cers):
+                continue
+            accent = sum(cers[:-1]) / len(accent_sets)
+            rows.append(f"| {system} | {name} | {accent:.2f} | {cers[-1]:.2f} |")
+    if not rows:
+        return ""
+    return "\n".join(["| system | speaker evidence | avg accent | std (source) |", "|---|---|---|---|", *rows]) + "\n"

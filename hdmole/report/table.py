@@ -85,14 +85,16 @@ def load_row(exp_dir: Path, name: str, test_sets: list[str], decoding: str = "de
             row.note = f"no adaptation ({summary.get('mode')} stage)"
     dirs = seed_dirs(exp_dir.parent, exp_dir.name, seeds) if row.trainable is not None else [exp_dir]
     for run in dirs:
-        cers = {}
-        for test_set in test_sets:
-            cer_file = run / f"{decoding}_{test_set}" / "cer.json"
-            cers[test_set] = json.loads(cer_file.read_text())["total"]["cer"] if cer_file.is_file() else None
-        row.seed_cers.append(cers)
+        row.seed_cers.append({test_set: read_cer(run / f"{decoding}_{test_set}") for test_set in test_sets})
     for test_set in test_sets:
         row.cer[test_set] = _mean([c[test_set] for c in row.seed_cers])
     return row
+
+
+def read_cer(decode_dir: Path) -> float | None:
+    """The total CER (%) that hdmole.bin.score wrote into ``decode_dir/cer.json``, or None if unscored."""
+    cer_file = decode_dir / "cer.json"
+    return json.loads(cer_file.read_text())["total"]["cer"] if cer_file.is_file() else None
 
 
 def seed_sd(row: SystemRow, value) -> float | None:
