@@ -70,6 +70,9 @@ ngram_weight=0.3           # shallow-fusion weight (chosen on the dev sets: READ
 llm_only_beam=1            # with an n-gram: the LLM-only decoding (no external LM) of every system, for the table
                            # that shows the adaptation gaps without the n-gram; 0 skips it
 seeds=1                    # stage 5: train every system with seeds 1..N (exp/<system>, exp/<system>_seed<k>)
+source_gates=""            # stage 5: HDMoLE's source gate chosen on the target dev set from this grid (bias values,
+                           # or 'hard'; hdmole.bin.choose_source_gate): hdmole trained with each in exp/gate/g<gate>,
+                           # then every system with the dev-best; stages 6-7 decode the grid for the operating curve
 jobs=1                     # stages 5 and 6: systems trained / decoded side by side (each with 1 CPU thread when > 1)
 threshold_taus=""          # stage 7: the forced-tau grid of the threshold's dev curve (empty: hdmole.bin.threshold_curve's;
                            # each tau costs (layers + 1) passes over the dev set per thresholded system)
@@ -213,17 +216,34 @@ stage_adapt() {
   need "$exp_dir/base/best.pt" 3
   need "$exp_dir/router/best.pt" 4
   [ -f "$conf_dir/adapt.yaml" ] || die "$conf_dir/adapt.yaml is missing: the recipe's adaptation settings (docs/configs.md)"
-  local runs=() system k
+  local runs=() system k gate
+  if [ -n "$source_gates" ]; then  # the gate first: every system trains with the one chosen on dev
+    for gate in $source_gates; do runs+=("gate/g$gate:1"); done
+    parallel adapt_one "${runs[@]}"
+    runs=()
+    python -m hdmole.bin.choose_source_gate --exp-dir "$exp_dir/gate" $source_gates >"$exp_dir/gate/overrides.txt" \
+      || die "choosing the source gate failed"
+  fi
   for system in $systems; do
     for k in $(seq 1 "$seeds"); do runs+=("$system:$k"); done
   done
   parallel adapt_one "${runs[@]}"
 }
 
-adapt_one() {  # adapt_one <system>:<seed>
-  local system=${1%%:*} k=${1##*:} dir=${1%%:*}
+gate_args() {  # gate_args <dir>: the training overrides of the source gate (a grid point, or the dev-chosen one)
+  local override
+  case "$1" in
+    gate/g*) python -m hdmole.bin.choose_source_gate --overrides-for "${1#gate/g}" ;;
+    *) [ -f "$exp_dir/gate/overrides.txt" ] && cat "$exp_dir/gate/overrides.txt" ;;
+  esac | while read -r override; do printf -- '--override\n%s\n' "$override"; done
+}
+
+adapt_one() {  # adapt_one <system>:<seed> (or gate/g<gate>:1, HDMoLE with one source gate of the grid)
+  local system=${1%%:*} k=${1##*:} dir=${1%%:*} gate=()
   [ "$k" -gt 1 ] && dir=${system}_seed$k
-  local args=("$conf_dir/adapt.yaml" "$exp_dir/$dir" --override "system=$system" --override "seed=$k"
+  mapfile -t gate < <(gate_args "$dir")
+  [[ "$system" == gate/* ]] && system=hdmole
+  local args=("$conf_dir/adapt.yaml" "$exp_dir/$dir" --override "system=$system" --override "seed=$k" "${gate[@]}"
     --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]"
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev")
   if [ "$jobs" -le 1 ]; then train "${args[@]}"; return; fi
@@ -238,10 +258,11 @@ adapter_args() {  # the checkpoints to decode with: the base, then the system's 
   echo "--adapter $exp_dir/$1/best.pt"
 }
 
-decoded_dirs() {  # the base model and every seed of every system
-  local system
+decoded_dirs() {  # the base model, every seed of every system, and the source gate's grid
+  local system gate
   echo base
   for system in $systems; do seed_dirs "$system"; done
+  for gate in $source_gates; do echo "gate/g$gate"; done
 }
 
 decode_one() {  # decode_one <dir>: every test set in one call per job (the model is loaded once per job)
@@ -343,8 +364,17 @@ stage_report() {
         --data "$data_dir/$target_dev" --accents "$accents" ${threshold_taus:+--taus "$threshold_taus"}
     fi
   done
+  local gate
+  for gate in $source_gates; do  # the source gate's grid: the operating curve (beam search decoding)
+    for set in $std_test $accent_tests; do
+      need "$exp_dir/gate/g$gate/decode_$set/text" 6
+      python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/gate/g$gate/decode_$set/text" \
+        --accents "$accents" --out "$exp_dir/gate/g$gate/decode_$set" 2>>"$exp_dir/score.log"
+    done
+  done
   local notes=()
   [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
+  [ -n "$source_gates" ] && notes+=(--source-gates $source_gates)
   [ -f "$exp_dir/run_commands.txt" ] && notes+=(--run-commands "$exp_dir/run_commands.txt")
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \

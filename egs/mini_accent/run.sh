@@ -19,6 +19,7 @@ beam=4            # decoding beam: 4 measured 6.6 CER points better than greedy 
 ngram_order=4     # character 4-gram of the LM text (KenLM), shallow-fused into every system's beam search
 ngram_weight=0.3  # fusion weight, chosen on dev_std (README.md, "Development measurements")
 seeds=1           # stage 5: every system trained with seeds 1..N (mean and spread in RESULTS.md)
+source_gates="0 1.5 hard"  # stage 5: HDMoLE's source gate, chosen on dev_accent from this grid ("" = no gate)
 jobs=2            # stages 5-6: two systems side by side, one thread each (small models use a 2nd thread poorly)
 decode_nj=1       # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
 data_dir=""       # default: data (fast: data_fast)
@@ -66,4 +67,5 @@ run_shared_stages --nj "$nj" \
   --data-dir "$data_dir" --dump-dir "$dump_dir" --exp-dir "$exp_dir" --results-dir "$results_dir" \
   --pitch true --ctc-text phones \
   --ngram-order "$ngram_order" --ngram-weight "$ngram_weight" --llm-only-beam 1 --seeds "$seeds" --jobs "$jobs" \
+  --source-gates "$source_gates" \
   --beam "$beam" --decode-nj "$decode_nj" --train-args "$train_args"

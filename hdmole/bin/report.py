@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router-dir", type=Path, help="the router stage's exp dir (router_<set>.json)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    parser.add_argument("--source-gates", nargs="+", default=[],
+                        help="the source gate's grid trained in stage 5 (<exp>/gate/g<gate>): its operating curve")
     parser.add_argument("--data-dir", type=Path,
                         help="the data dirs of the test sets (<data-dir>/<set>/utt2spk: the sentence id of an "
                              "utterance follows its speaker id; without it, the last '-' field of the id)")
@@ -74,11 +76,11 @@ def main(argv: list[str] | None = None) -> int:
 
     from hdmole.files import atomic_write_text
     from hdmole.report.provenance import config_list, git_state, machine_description
-    from hdmole.report.plots import (read_jsonl, routing_heatmap, threshold_curves, threshold_operating_curve,
-                                     training_curves)
+    from hdmole.report.plots import (read_jsonl, routing_heatmap, source_gate_curve, threshold_curves,
+                                     threshold_operating_curve, training_curves)
     from hdmole.report.sections import (active_experts_section, correspondence_section, decoding_description,
                                         identical_to_base, interval_section, online_speaker_section,
-                                        router_section)
+                                        router_section, source_gate_points, source_gate_table)
     from hdmole.report.table import load_row, markdown_table, router_size
     from hdmole.report.threshold import TOLERANCE, threshold_curve_section
 
@@ -180,6 +182,17 @@ def main(argv: list[str] | None = None) -> int:
                       "tokens and per domain, with the layer's learned threshold tau, for every system with a threshold "
                       "(first seed). The layer computes every expert whatever the gate: an inactive expert's update is "
                       "multiplied by 0, not skipped.\n", active]
+    gate_points = source_gate_points(args.exp_dir, args.source_gates, args.std_set, args.accent_sets)
+    if gate_points:
+        parts += ["## The source gate's operating curve\n",
+                  "HDMoLE (first seed) trained and decoded with each source gate of the grid (a bias added to the source "
+                  "domain's log-posterior before the 1 - g_source scale, or *hard*: the update off where the source "
+                  "domain is the argmax; docs/method.md section 3.5). The gate with the lowest dev loss on the target "
+                  "dev set (which holds the source domain too) is chosen, and every system of the tables is trained "
+                  "and decoded with it.\n", source_gate_table(gate_points)]
+        if source_gate_curve(gate_points, plots_dir / "source_gate.png", "the source gate: standard vs accents"):
+            figures.append(("the source gate's operating curve: the change of the source CER against the accents, "
+                            "the dev-chosen gate marked", "source_gate.png"))
     online = online_speaker_section(args.exp_dir, args.systems, args.std_set, args.accent_sets)
     if online:
         parts += ["## Speaker-level routing online: the first k utterances of each speaker\n",

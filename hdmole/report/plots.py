@@ -119,3 +119,23 @@ def threshold_operating_curve(curve: dict, out: Path, title: str) -> bool:
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return True
+
+
+def source_gate_curve(points: list[dict], out: Path, title: str) -> bool:
+    """The source gate's operating curve: the change of the source-domain CER against the average accent CER, one
+    point per gate of the grid, the dev-chosen one marked."""
+    if not points:
+        return False
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    ax.plot([p["accent"] for p in points], [p["std_change"] for p in points], "o-")
+    for p in points:
+        ax.annotate(p["gate"], (p["accent"], p["std_change"]), textcoords="offset points", xytext=(5, 4), fontsize=8)
+        if p["chosen"]:
+            ax.plot([p["accent"]], [p["std_change"]], "r*", markersize=14, label="chosen on dev")
+    ax.axhline(0.0, color="grey", alpha=0.5)
+    ax.set(xlabel="avg accent CER (%)", ylabel="source CER minus the base model's (points)", title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(out, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return True

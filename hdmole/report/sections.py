@@ -268,3 +268,32 @@ def online_speaker_section(exp_root: Path, systems: list[str], std_set: str, acc
     if not rows:
         return ""
     return "\n".join(["| system | speaker evidence | avg accent | std (source) |", "|---|---|---|---|", *rows]) + "\n"
+
+
+def source_gate_points(exp_root: Path, gates: list[str], std_set: str, accent_sets: list[str]) -> list[dict]:
+    """One point per gate of the grid that stage 5 trained (``<exp>/gate/g<gate>``, beam search decoding): its avg
+    accent CER, its source CER minus the base model's, its dev loss and whether it is the dev-chosen one
+    (``<exp>/gate/chosen.json`` of hdmole.bin.choose_source_gate)."""
+    from hdmole.report.table import read_cer
+
+    chosen_file = exp_root / "gate" / "chosen.json"
+    chosen = json.loads(chosen_file.read_text()) if chosen_file.is_file() else {}
+    base = read_cer(exp_root / "base" / f"decode_{std_set}")
+    points = []
+    for gate in gates:
+        cers = [read_cer(exp_root / "gate" / f"g{gate}" / f"decode_{s}") for s in accent_sets + [std_set]]
+        if base is None or any(c is None for c in cers):
+            continue
+        points.append({"gate": gate, "accent": sum(cers[:-1]) / len(accent_sets), "std_change": cers[-1] - base,
+                       "dev_loss": chosen.get("dev_loss", {}).get(gate), "chosen": gate == chosen.get("gate")})
+    return points
+
+
+def source_gate_table(points: list[dict]) -> str:
+    if not points:
+        return ""
+    rows = [f"| {p['gate']}{' (chosen on dev)' if p['chosen'] else ''} | "
+            f"{'–' if p['dev_loss'] is None else format(p['dev_loss'], '.4f')} | {p['std_change']:+.2f} | {p['accent']:.2f} |"
+            for p in points]
+    return "\n".join(["| gate (bias, or hard) | dev loss | std (source) minus base | avg accent |",
+                      "|---|---|---|---|", *rows]) + "\n"

@@ -356,6 +356,9 @@ def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | 
             # HDMoLE has (one per target domain), so every mixture trains the same number of parameters.
             conf["num_domains"] -= 1
             conf["source_domain"] = None
+        if conf.get("source_domain") is None:  # the source gate (e.g. from adapter_defaults) acts on a source path
+            conf.pop("source_gate_bias", None)
+            conf.pop("source_gate_hard", None)
     try:
         return HDMoLEConfig.from_dict(conf, source="adapter.config")
     except (TypeError, ValueError) as e:
