@@ -83,6 +83,7 @@ need() {  # need <path> <stage that makes it>
 }
 
 case "$feats_type" in fbank|raw) ;; *) die "--feats-type must be fbank or raw, not '$feats_type'" ;; esac
+utils/check_counts.sh --seeds "$seeds" --jobs "$jobs" --nj "$nj" --decode-nj "$decode_nj" || exit 1
 accents=$data_dir/accents.txt
 cmvn=$dump_dir/cmvn.json
 mkdir -p "$exp_dir"
