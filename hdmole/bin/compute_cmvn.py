@@ -48,9 +48,11 @@ def compute_cmvn(data_dir: str | Path) -> GlobalCMVN:
         for utt in tqdm(data.utt_ids, desc="cmvn", unit="utt", file=sys.stderr):
             try:
                 yield features[utt]
-            except (OSError, ValueError, KeyError) as error:
+            # kaldiio asserts (AssertionError) on an offset past the end of the ark, or into the wrong bytes
+            except (OSError, ValueError, KeyError, EOFError, AssertionError) as error:
+                reason = str(error) or "no matrix at that offset: the offset is past the end of the ark, or the ark changed"
                 raise DataError(
-                    f"{data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({error}); re-run compute_fbank --force"
+                    f"{data.feats_scp.where(utt)}: cannot read the features of {utt!r} ({reason}); re-run compute_fbank --force"
                 ) from None
 
     return GlobalCMVN.from_features(frames())
@@ -75,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         setup_stage_logging(args.out_file.with_name(args.out_file.name + ".log"), verbose=args.verbose)
+    except OSError as error:  # the output's directory cannot be made (under a file, no permission)
+        setup_stage_logging(verbose=args.verbose)
+        log_failure(log, error)
+        return 1
+    try:
         cmvn = compute_cmvn(args.data_dir)
         record_file.unlink(missing_ok=True)  # the record goes last: out_file without it counts as unfinished
         cmvn.save(args.out_file)
