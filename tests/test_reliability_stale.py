@@ -7,12 +7,15 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
 from reliability_fixtures import make_features, save_checkpoints, train_config
 
 from hdmole.bin import compute_cmvn, compute_fbank, decode, score, train, train_tokenizer
+from hdmole.data.cmvn import GlobalCMVN
+from hdmole.data.errors import DataError
 
 torch.set_num_threads(1)
 
@@ -78,6 +81,9 @@ def test_cmvn_is_recomputed_when_the_training_features_change(setup, capsys):
     assert "skipping" in capsys.readouterr().err
     # --pitch toggled: the features are re-extracted (83 dims), so the CMVN must follow
     assert compute_fbank.main(["--pitch", str(data), str(root / "fbank_pitch")]) == 0
+    stale = GlobalCMVN.load(out)  # the 80-dim one: a stage given it names it (with the fix)
+    with pytest.raises(DataError, match=f"CMVN statistics of {out} have dim 80.*compute_cmvn"):
+        stale.apply(np.zeros((2, 83), dtype=np.float32))
     assert compute_cmvn.main([str(data), str(out)]) == 0
     assert '"dim": 83' in out.read_text()
 
