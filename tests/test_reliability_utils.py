@@ -163,3 +163,80 @@ def test_run_sh_rejects_bad_stages_before_recording(tmp_path, recipe, args, mess
     assert r.returncode != 0
     assert message in r.stderr and "integer expression" not in r.stderr
     assert not exp.exists()  # nothing written, nothing appended to run_commands.txt
+
+
+# ---------------------------------------------------------------- probe rows: data helpers
+def test_subset_with_no_known_utterance_leaves_an_existing_dest_as_it_was(tmp_path, datadir):
+    dest = tmp_path / "dest"
+    r = run(UTILS / "subset_data_dir.sh", "--first", "2", datadir, dest)
+    assert r.returncode == 0, r.stderr
+    before = snapshot(dest)
+    write(tmp_path / "list", ["nobody-001", "nobody-002"])
+    r = run(UTILS / "subset_data_dir.sh", "--utt-list", tmp_path / "list", datadir, dest)
+    assert r.returncode == 1 and "is empty" in r.stderr and "was not changed" in r.stderr
+    assert snapshot(dest) == before and len(before["utt2spk"].splitlines()) == 2
+    assert sorted(p.name for p in dest.iterdir()) == sorted(before)  # no leftover id list either
+
+
+@pytest.mark.parametrize("lines, message", [
+    ([], "is empty"),
+    (["Mandarin", "Mandarin", "Southwestern"], "line 2: accent Mandarin is listed twice"),
+    (["Mandarin", "South western", "Southwestern"], "line 2: expected exactly one accent name"),
+    (["Mandarin", "", "Southwestern"], "line 2: expected exactly one accent name"),
+])
+def test_validate_rejects_a_bad_accent_list(tmp_path, datadir, lines, message):
+    """The line order is the domain index: a blank, doubled or two-word line would shift or merge domains."""
+    write(tmp_path / "accents.txt", lines)
+    r = validate(datadir, "--accents", tmp_path / "accents.txt")
+    assert r.returncode == 1 and message in r.stderr, r.stdout + r.stderr
+    write(tmp_path / "accents.txt", ["Mandarin", "Southwestern"])
+    assert validate(datadir, "--accents", tmp_path / "accents.txt").returncode == 0
+
+
+@pytest.mark.parametrize("script, name", [("utt2spk_to_spk2utt.pl", "utt2spk"), ("spk2utt_to_utt2spk.pl", "spk2utt")])
+def test_speaker_maps_answer_help_and_a_missing_input(tmp_path, datadir, script, name):
+    r = subprocess.run([str(UTILS / script), "--help"], capture_output=True, text=True, input="x y\n", timeout=10)
+    assert r.returncode == 0 and r.stdout.startswith(f"Usage: {script}")  # the usage, not stdin converted
+    r = run(UTILS / script, tmp_path / "missing")
+    assert r.returncode == 1 and r.stdout == ""
+    assert f"cannot read {name} file '{tmp_path / 'missing'}'" in r.stderr
+    r = run(UTILS / script, datadir / name)
+    assert r.returncode == 0 and r.stdout.split() and r.stderr == ""
+
+
+def test_fix_blames_the_bad_utt2spk_line(datadir):
+    write(datadir / "utt2spk", ["spkA-001 spkA", "spkA-002 spkA extra", "spkB-001 spkB"])
+    before = snapshot(datadir)
+    r = fix(datadir)
+    assert r.returncode == 1 and f"{datadir}/utt2spk line 2: expected" in r.stderr, r.stderr
+    assert "stdin" not in r.stderr and snapshot(datadir) == before
+
+
+@pytest.mark.parametrize("absent", [["wav.scp"], ["utt2accent"], ["wav.scp", "utt2accent"]])
+def test_fix_names_the_files_it_cannot_make(datadir, absent):
+    for name in absent:
+        (datadir / name).unlink()
+    r = fix(datadir)
+    assert r.returncode == 1, r.stdout
+    assert f"{datadir} has no {' '.join(absent)}, which fix_data_dir.sh cannot make" in r.stderr
+
+
+# ---------------------------------------------------------------- probe rows: job runners
+def test_run_pl_rejects_a_job_range_that_is_no_range(tmp_path):
+    r = run(UTILS / "run.pl", "JOB=1:abc", tmp_path / "x.JOB.log", "true")
+    assert r.returncode == 1 and "'JOB=1:abc' is not a job range" in r.stderr
+    assert list(tmp_path.iterdir()) == []  # no log named after it, nothing run
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--mem", "abc", "--mem 'abc' is not a memory size"),
+    ("--gpu", "-1", "--gpu '-1' is not a number of GPUs"),
+    ("--time", "xyz", "--time 'xyz' is not a SLURM time limit"),
+    ("--num-threads", "0", "--num-threads '0' is not a number of threads"),
+])
+def test_slurm_pl_checks_resource_options(tmp_path, option, value, message):
+    r = run(UTILS / "slurm.pl", "--dry-run", option, value, "JOB=1:2", tmp_path / "x.JOB.log", "true")
+    assert r.returncode == 1 and message in r.stderr, r.stdout + r.stderr
+    r = run(UTILS / "slurm.pl", "--dry-run", "--mem", "4G", "--gpu", "1", "--time", "1-04:00:00",
+            "--num-threads", "2", "JOB=1:2", tmp_path / "x.JOB.log", "true")
+    assert r.returncode == 0 and "--mem-per-cpu=4G" in r.stdout and "--time=1-04:00:00" in r.stdout, r.stderr

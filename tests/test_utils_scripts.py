@@ -286,3 +286,93 @@ def test_install_names_missing_debian_packages(tmp_path):
     r = subprocess.run(["bash", str(install)], capture_output=True, text=True, env={**ENV, "PATH": str(bin_dir)})
     assert r.returncode == 1
     assert "missing Debian packages: sox. Install them with: sudo apt-get install sox" in r.stderr
+
+
+def test_install_check_answers_without_installing(tmp_path):
+    """--check (what ./run.sh and tools/run_tests.sh ask first): 0 for a complete install, 1 for a stale
+    one, and never a pip or apt-get call (no install.log)."""
+    install = install_copy(tmp_path, stamp_matches=True)
+    r = run(install, "--check")
+    assert r.returncode == 0 and r.stdout == "", r.stderr
+    (tmp_path / "tools" / "venv" / ".hdmole-installed").write_text("stale\n")
+    assert run(install, "--check").returncode == 1
+    assert not (tmp_path / "tools" / "install.log").exists()
+    r = run(install, "--check", "--force")
+    assert r.returncode == 2 and "one option at most" in r.stderr
+
+
+def test_install_removes_a_kenlm_link_not_what_it_points_to(tmp_path):
+    """tools/kenlm linked to another KenLM (a shared install, as in a git worktree) of another version: the
+    installer rebuilds here and removes the link only; the other install keeps every file."""
+    install = install_copy(tmp_path / "repo", stamp_matches=False)
+    python = tmp_path / "repo" / "tools" / "venv" / "bin" / "python"
+    python.write_text("#!/bin/sh\nexit 0\n")  # every pip call "succeeds" and downloads nothing
+    kenlm = tmp_path / "repo" / "tools" / "kenlm"
+    shared = tmp_path / "shared_kenlm"
+    kenlm.rename(shared)
+    (shared / ".version").write_text("0.0.1\n")
+    kenlm.symlink_to(shared)
+    r = run(install)
+    assert r.returncode != 0  # the stub downloaded no source to build from
+    assert "is a link to" in r.stdout and "removing the link (not what it points to)" in r.stdout
+    assert (shared / "bin" / "lmplz").is_file() and (shared / ".version").read_text() == "0.0.1\n"
+    assert not kenlm.is_symlink()
+
+
+def repo_copy(root: Path, stamp_matches: bool) -> Path:
+    """install_copy plus the entry points (run.sh, tools/run_tests.sh, path.sh, utils/, mini_accent's
+    run.sh and recipe_common.sh): the real files, in a copy whose installer can install nothing. utils/ is
+    copied, not linked, so that nothing in the copy finds its way back to the real tools/install.sh."""
+    top = UTILS.parent
+    install_copy(root, stamp_matches)
+    shutil.copytree(UTILS, root / "utils")
+    for name in ("run.sh", "path.sh", "tools/run_tests.sh", "egs/TEMPLATE/recipe_common.sh",
+                 "egs/mini_accent/run.sh"):
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(top / name, root / name)
+    (root / "egs" / "mini_accent" / "utils").symlink_to("../../utils")
+    (root / "egs" / "mini_accent" / "path.sh").symlink_to("../../path.sh")
+    return root
+
+
+@pytest.mark.parametrize("args, rc, says", [
+    (["--help"], 0, "Usage: ./run.sh"),
+    (["--stage", "abc"], 1, "--stage 'abc' is not a stage number"),
+    (["--bogus", "1"], 1, "unknown option --bogus"),
+    (["--seeds", "abc"], 1, "--seeds 'abc' is not a whole number of at least 1"),
+    (["--seeds", "0"], 1, "--seeds '0' is not a whole number of at least 1"),
+    (["--jobs", "0"], 1, "--jobs '0' is not a whole number"),
+])
+def test_run_sh_answers_help_and_bad_options_before_installing(tmp_path, args, rc, says):
+    """./run.sh with a stale install: --help and bad options answer at once; the installer is not started."""
+    root = repo_copy(tmp_path, stamp_matches=False)
+    r = run(root / "run.sh", *args)
+    assert r.returncode == rc and says in r.stdout + r.stderr, r.stdout + r.stderr
+    assert not (root / "tools" / "install.log").exists()  # no pip, no apt-get
+
+
+def test_run_sh_installs_after_good_options(tmp_path):
+    root = repo_copy(tmp_path, stamp_matches=False)
+    r = run(root / "run.sh", "--stage", "0", "--stop-stage", "0")
+    assert r.returncode == 1 and "pip failed while installing pip" in r.stderr  # the stub venv refused
+    assert "stub venv python" in (root / "tools" / "install.log").read_text()
+    # run directly, the recipe installs nothing: path.sh names the installer instead
+    r = run(root / "egs" / "mini_accent" / "run.sh", "--stage", "0", "--stop-stage", "0")
+    assert r.returncode == 1 and "tools/venv is missing; run" in r.stderr
+
+
+@pytest.mark.parametrize("stamp_matches", [True, False])
+def test_run_tests_starts_the_installer_only_for_an_incomplete_install(tmp_path, stamp_matches):
+    root = repo_copy(tmp_path, stamp_matches)
+    # path.sh stand-in: a venv whose python only says what it was asked to run
+    (root / "fakebin").mkdir()
+    (root / "fakebin" / "python").write_text('#!/bin/sh\necho "would run: $*"\n')
+    (root / "fakebin" / "python").chmod(0o755)
+    (root / "path.sh").write_text('export PATH="$PWD/fakebin:$PATH"\n')
+    r = run(root / "tools" / "run_tests.sh", "-x")
+    installed = (root / "tools" / "install.log").exists()
+    if stamp_matches:
+        assert r.returncode == 0 and "would run: -m pytest tests -x" in r.stdout, r.stderr
+        assert not installed and "is complete" not in r.stdout  # only the stamp was checked
+    else:
+        assert r.returncode == 1 and installed and "would run" not in r.stdout

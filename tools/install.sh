@@ -8,6 +8,7 @@
 # Idempotent: once a venv is complete (its stamp matches the pins), a second run only checks and exits.
 #
 # Usage: tools/install.sh [--force]     (--force reinstalls the Python packages)
+#        tools/install.sh --check       (exit 0 if the install is complete, 1 if not; changes nothing)
 # Env:   PYTHON=/path/to/python3.11     (the interpreter the venv is made from; default: python3.11 or python3)
 set -euo pipefail
 
@@ -29,14 +30,26 @@ espnet_version=202511
 kenlm_version=0.3.0
 
 force=false
+check_only=false
+[ $# -le 1 ] || { echo "$0: one option at most, not '$*' (try --help)" >&2; exit 2; }
 case "${1:-}" in
   --force) force=true ;;
+  --check) check_only=true ;;
   "") ;;
-  -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+  -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
   *) echo "$0: unknown option '$1' (try --help)" >&2; exit 2 ;;
 esac
 
 die() { echo "tools/install.sh: ERROR: $*" >&2; exit 1; }
+
+# The stamp names what the venv was made from (the pins, pyproject.toml, espnet and KenLM versions): the
+# install is complete when it matches and the venv's python and KenLM's lmplz are there.
+want=$(cat "$requirements" "$top/pyproject.toml" | sha1sum | cut -d' ' -f1)-espnet$espnet_version-kenlm$kenlm_version
+install_complete() {
+  [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ] && [ -x "$top/tools/kenlm/bin/lmplz" ]
+}
+# --check: what ./run.sh and tools/run_tests.sh ask before they start the installer (no apt, no pip).
+if $check_only; then install_complete; exit; fi
 
 # ---- 1. Debian packages -----------------------------------------------------------------------
 # espeak-ng and sox make the default recipe's speech; slurm-wlm is the one-node SLURM cluster that
@@ -66,9 +79,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 # ---- 2. Python virtual environment -------------------------------------------------------------
-want=$(cat "$requirements" "$top/pyproject.toml" | sha1sum | cut -d' ' -f1)-espnet$espnet_version-kenlm$kenlm_version
-if ! $force && [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ] \
-   && [ -x "$top/tools/kenlm/bin/lmplz" ]; then
+if ! $force && install_complete; then
   echo "tools/install.sh: $venv is complete (delete it or pass --force to reinstall)"
   exit 0
 fi
@@ -102,6 +113,12 @@ pip install "kenlm==$kenlm_version" >>"$log" 2>&1 || pip_failed "kenlm==$kenlm_v
 kenlm_dir=$top/tools/kenlm
 if [ ! -x "$kenlm_dir/bin/lmplz" ] || [ "$(cat "$kenlm_dir/.version" 2>/dev/null)" != "$kenlm_version" ]; then
   echo "tools/install.sh: building KenLM's lmplz (a few minutes; log: $log)"
+  # tools/kenlm may be a link to a KenLM built elsewhere (a shared install): remove the link itself and
+  # build here, never delete through it (rm -rf on a link's contents would empty the other install).
+  if [ -L "$kenlm_dir" ]; then
+    echo "tools/install.sh: $kenlm_dir is a link to $(readlink "$kenlm_dir") without KenLM $kenlm_version: removing the link (not what it points to) and building KenLM here"
+    rm -f "$kenlm_dir"
+  fi
   rm -rf "$kenlm_dir" && mkdir -p "$kenlm_dir/src" "$kenlm_dir/bin"
   pip download --no-deps --no-binary kenlm "kenlm==$kenlm_version" -d "$kenlm_dir/src" >>"$log" 2>&1 \
     || pip_failed "kenlm==$kenlm_version (source for lmplz)"

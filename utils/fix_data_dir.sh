@@ -35,8 +35,12 @@ for f in "${present[@]}"; do
   [ "$(head -c 3 "$dir/$f")" = $'\xef\xbb\xbf' ] && notes+=("removed the byte-order mark of $f")
   ncr=$(tr -cd '\r' <"$dir/$f" | wc -c)
   [ "$ncr" -gt 0 ] && notes+=("removed $ncr carriage returns (CRLF line ends) from $f")
-  sed -e '1s/^\xef\xbb\xbf//' -e 's/\r$//' "$dir/$f" | awk -v file="$dir/$f" -v out="$tmp/$f.dups" '
+  sed -e '1s/^\xef\xbb\xbf//' -e 's/\r$//' "$dir/$f" | awk -v file="$dir/$f" -v name="$f" -v out="$tmp/$f.dups" '
     NF == 0 { next }
+    (name == "utt2spk" || name == "utt2accent") && NF != 2 {
+      printf "%s line %d: expected \"<utterance> <%s>\", got \"%s\". Fix: one %s per utterance (no spaces in it); nothing was changed\n", file, NR, substr(name, 6), $0, substr(name, 6) > "/dev/stderr"
+      bad = 1; exit 1
+    }
     { value = $0; sub(/^[ \t]*[^ \t]+[ \t]*/, "", value); sub(/[ \t]+$/, "", value) }
     $1 in first {
       if (value != seen[$1]) {
@@ -79,9 +83,20 @@ changed=()
 for f in "${present[@]}"; do cmp -s "$tmp/new/$f" "$dir/$f" || changed+=("$f"); done
 # spk2utt is derived: one that says the same with other white space is kept as it is.
 [ -f "$dir/spk2utt" ] && cmp -s "$tmp/new/spk2utt" <(awk '{ $1 = $1; print }' "$dir/spk2utt") || changed+=(spk2utt)
+# What fix_data_dir.sh cannot make: a dir without audio (wav.scp, or feats.scp) or accents is not an
+# hdmole data dir however well its other files are sorted (validate_data_dir.sh would reject it).
+absent=()
+[ -f "$dir/wav.scp" ] || [ -f "$dir/feats.scp" ] || absent+=(wav.scp)
+[ -f "$dir/utt2accent" ] || absent+=(utt2accent)
+missing_note() {
+  [ ${#absent[@]} -gt 0 ] || return 0
+  echo "$me: $dir has no ${absent[*]}, which fix_data_dir.sh cannot make. Fix: write $(echo "${absent[*]}" | sed 's/ / and /') (README.md, \"Data directories\"), then run utils/validate_data_dir.sh $dir" >&2
+  return 1
+}
 if [ ${#changed[@]} -eq 0 ]; then
-  echo "$me: $dir: nothing to fix ($kept utterances; every file sorted); no file changed"
-  exit 0
+  echo "$me: $dir: nothing to fix in ${present[*]} ($kept utterances; every file sorted); no file changed"
+  missing_note
+  exit
 fi
 
 # 4. Back up every file (a first backup is never overwritten), then move the new ones in.
@@ -97,3 +112,4 @@ if [ "$kept" -eq "$total" ]; then
 else
   echo "$me: $dir: kept $kept of $total utterances; dropped $((total - kept)): $reasons ($summary); originals in $backup"
 fi
+missing_note

@@ -10,6 +10,10 @@ parse_job_range() {
     job_var=${BASH_REMATCH[1]}; job_start=${BASH_REMATCH[2]}; job_end=${BASH_REMATCH[3]}
   elif [[ "${1:-}" =~ ^([A-Za-z_][A-Za-z0-9_]*)=([0-9]+)$ ]]; then
     job_var=${BASH_REMATCH[1]}; job_start=${BASH_REMATCH[2]}; job_end=${BASH_REMATCH[2]}
+  elif [[ "${1:-}" =~ ^[A-Za-z_][A-Za-z0-9_]*= ]]; then
+    # VAR=... that is no range (JOB=1:abc, JOB=1-4): an error, not a log file named after it
+    echo "$job_runner: '$1' is not a job range. Fix: VAR=START:END with whole numbers (JOB=1:4), or VAR=N for one job" >&2
+    exit 1
   else
     return 1
   fi

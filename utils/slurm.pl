@@ -53,6 +53,18 @@ while [ $# -gt 0 ]; do
   esac
 done
 [[ "$max_jobs" =~ ^[0-9]+$ ]] || die "--max-jobs-run takes a number, not '$max_jobs'"
+# The resource options, checked here: sbatch would reject a bad value only after the jobs were queued,
+# or take it in another sense (--gres=gpu:-1).
+for name in "${!given[@]}"; do
+  value=${given[$name]}
+  case "$name" in
+    mem) [[ "$value" =~ ^[0-9]+[KMGTkmgt]?$ ]] || die "--mem '$value' is not a memory size. Fix: a number with an optional K, M, G or T suffix (--mem 4G)" ;;
+    gpu) [[ "$value" =~ ^[0-9]+$ ]] || die "--gpu '$value' is not a number of GPUs. Fix: a whole number >= 0 (--gpu 1)" ;;
+    num_threads) [[ "$value" =~ ^[0-9]+$ ]] && [ "$value" -ge 1 ] || die "--num-threads '$value' is not a number of threads. Fix: a whole number >= 1 (--num-threads 4)" ;;
+    time) [[ "$value" =~ ^([0-9]+-)?[0-9]+(:[0-9]+){0,2}$ || "${value,,}" =~ ^(unlimited|infinite)$ ]] \
+      || die "--time '$value' is not a SLURM time limit. Fix: minutes, H:MM:SS or D-HH:MM:SS (--time 4:00:00)" ;;
+  esac
+done
 
 # ---- the rules
 declare -A rule_any=() rule_one=() defaults=()

@@ -33,8 +33,10 @@ for v in "${n:-}" "$first" "$last"; do
 done
 
 total=$(wc -l <"$src/utt2spk")
-mkdir -p "$dest"
-ids=$dest/.subset_ids
+# Built aside and moved into <dest> only when it has utterances: a list that names none of <src>'s
+# utterances is an error that leaves an existing <dest> as it was (not six emptied files).
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+ids=$tmp/.subset_ids
 if [ -n "$utt_list" ]; then
   [ -r "$utt_list" ] || die "utterance list $utt_list does not exist"
   awk '{print $1}' "$utt_list" | sort -u >"$ids"
@@ -51,11 +53,13 @@ else
   awk -v n="$n" -v total="$total" 'n > 0 && int((NR - 1) * n / total) != int(NR * n / total) { print $1 }' \
     "$src/utt2spk" >"$ids"
 fi
+written=()
 for f in $per_utt_files; do
-  [ -f "$src/$f" ] && filter_by_ids "$ids" "$src/$f" "$dest/$f"
+  if [ -f "$src/$f" ]; then filter_by_ids "$ids" "$src/$f" "$tmp/$f"; written+=("$f"); fi
 done
-rm -f "$ids"
-make_spk2utt "$dest"
-kept=$(wc -l <"$dest/utt2spk")
-[ "$kept" -gt 0 ] || die "the subset of $src is empty (check the list or number you gave)"
+make_spk2utt "$tmp"
+kept=$(wc -l <"$tmp/utt2spk")
+[ "$kept" -gt 0 ] || die "the subset of $src is empty (check the list or number you gave); $dest was not changed"
+mkdir -p "$dest"
+for f in "${written[@]}" spk2utt; do mv "$tmp/$f" "$dest/$f"; done
 echo "$me: wrote $kept of $total utterances of $src to $dest"

@@ -107,6 +107,14 @@ fi
 if ! $no_accent; then
   if [ -n "$accents" ]; then
     [ -f "$accents" ] || fail "accent list $accents does not exist"
+    # The list itself, as hdmole reads it (hdmole.data.accents): one name per line, each once; the line
+    # order is the domain index, so a blank or doubled line would shift or merge domains.
+    [ -s "$accents" ] || fail "accent list $accents is empty. Fix: write one accent name per line (the line order is the domain index)"
+    awk -v list="$accents" '
+      { name = $0; sub(/^[ \t]+/, "", name); sub(/[ \t\r]+$/, "", name) }
+      name == "" || name ~ /[ \t]/ { printf "%s line %d: expected exactly one accent name, got \"%s\". Fix: one name per line, no spaces in it, no blank lines\n", list, NR, $0; exit 1 }
+      name in line { printf "%s line %d: accent %s is listed twice (lines %d and %d). Fix: remove one\n", list, NR, name, line[name], NR; exit 1 }
+      { line[name] = NR }' "$accents" | prefix || exit 1
     awk -v file="$dir/utt2accent" -v list="$accents" '
       FNR == NR { if (NF) known[$1] = 1; next }
       NF != 2 { printf "%s line %d: expected \"<utt> <accent>\". Fix: one accent name per utterance.\n", file, FNR; exit 1 }

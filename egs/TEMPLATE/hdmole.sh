@@ -88,6 +88,7 @@ need() {  # need <path> <stage that makes it>
 }
 
 case "$feats_type" in fbank|raw) ;; *) die "--feats-type must be fbank or raw, not '$feats_type'" ;; esac
+utils/check_counts.sh --seeds "$seeds" --jobs "$jobs" --nj "$nj" --decode-nj "$decode_nj" || exit 1
 accents=$data_dir/accents.txt
 cmvn=$dump_dir/cmvn.json
 mkdir -p "$exp_dir"
@@ -149,16 +150,17 @@ stage_features() {
     python -m hdmole.bin.compute_fbank --nj "$nj" --feature-type "$feature_type" --num-mel-bins "$num_mel_bins" \
       "${pitch_arg[@]}" --feats-type "$feats_type" --accents "$accents" "$data_dir/$set" "$feat_dir"
   done
-  if $use_cmvn; then [ -f "$cmvn" ] || python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"; fi
+  # skipped by compute_cmvn itself when made from the same features (recomputed after --pitch, new audio)
+  if $use_cmvn; then python -m hdmole.bin.compute_cmvn "$data_dir/$source_train" "$cmvn"; fi
 }
 
 stage_lm() {
   is_first_node || { lm_train; return; }  # the tokenizer and n-gram are node 0's
   if [ -z "$tokenizer_conf" ]; then
     need "$lm_text" 0
-    [ -f "$data_dir/lang/char.model" ] || python -m hdmole.bin.train_tokenizer "$lm_text" "$data_dir/lang/char"
+    python -m hdmole.bin.train_tokenizer "$lm_text" "$data_dir/lang/char"  # skipped when made from the same text
   fi
-  if [ -n "$ctc_text" ] && [ ! -f "$ctc_units" ]; then
+  if [ -n "$ctc_text" ]; then
     need "$data_dir/$source_train/$ctc_text" 0
     python -m hdmole.bin.train_tokenizer --model-type units --text-file "$ctc_text" "$data_dir/$source_train" \
       "${ctc_units%.units}"
@@ -298,6 +300,8 @@ decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs 
       utils/split_data.sh "${split[@]}" "$data_dir/$set" "$n"
       part=split$n; [ ${#split[@]} -gt 0 ] && part=split${n}utt
       sets+=(--data "$data_dir/$set/$part/JOB" --out "$exp_dir/$dir/${prefix}_$set/split$n/JOB")
+      # the merged output of an earlier run goes until the parts are merged again: complete or absent
+      rm -f "$exp_dir/$dir/${prefix}_$set/"{text,rtf,decode_inputs.json}
     else
       sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/${prefix}_$set")
     fi

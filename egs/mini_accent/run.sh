@@ -27,9 +27,11 @@ dump_dir=""       # default: dump (fast: dump_fast)
 exp_dir=""        # default: exp (fast: exp_fast)
 extra_train_args=""  # appended to every training call, e.g. "--override optim.max_steps=300" (tests)
 help_message="Usage: ./run.sh [options]   (see the header of this file and README.md)"
-. ./path.sh
 . utils/parse_options.sh
 utils/check_stage_range.sh "$stage" "$stop_stage" 7 || exit 1
+utils/check_counts.sh --seeds "$seeds" --jobs "$jobs" --nj "$nj" --decode-nj "$decode_nj" || exit 1
+install_if_asked  # ./run.sh at the top: installs on first use, after the options are checked
+. ./path.sh
 
 resolve_systems
 

@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import functools
-import hashlib
 import json
 import logging
 import multiprocessing
@@ -32,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from hdmole.data.table import write_kaldi_table
-from hdmole.files import atomic_write_text
+from hdmole.files import atomic_write_text, feats_version, file_version
 
 log = logging.getLogger("hdmole.decode")
 FRAME_SECONDS = 0.01
@@ -158,36 +156,11 @@ RECORD = "decode_inputs.json"
 SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out"}
 # Options naming files: recorded by their content (or version), not by their name.
 FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn", "ngram"}
-HASH_LIMIT = 256 << 20  # bigger files (a 7B LLM's checkpoint) are recorded by path, size and mtime
-
-
-@functools.lru_cache(maxsize=None)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    """Cached per file version: several --data sets share the same checkpoints."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def file_version(path, hash_limit: int = HASH_LIMIT) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        return {"missing": str(path)}
-    stat = path.stat()
-    if stat.st_size > hash_limit:
-        return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-    return {"sha256": _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)}
+# Files are recorded by content, or by path, size and mtime above hdmole.files.HASH_LIMIT (256 MB).
 
 
 def what_produced(args, data: Path, settings: dict) -> dict:
     """The record of everything that decides the hypotheses of ``data`` (JSON-normalised)."""
-    feats = data / "feats.scp"
-    arks = set()
-    if feats.is_file():
-        arks = {line.split(maxsplit=1)[1].rsplit(":", 1)[0] for line in feats.read_text(encoding="utf-8").splitlines()
-                if len(line.split(maxsplit=1)) == 2}
     tok = settings["tok_conf"]
     tok_model = tok.get("model") if isinstance(tok, dict) else None
     record = {
@@ -199,7 +172,7 @@ def what_produced(args, data: Path, settings: dict) -> dict:
         "ngram": file_version(args.ngram) if args.ngram else None,
         "cmvn": file_version(settings["cmvn"]) if settings["cmvn"] else None,
         # Re-extracted features keep feats.scp's text but replace its arks (new mtimes).
-        "feats": {"scp": file_version(feats), "arks": [file_version(a, hash_limit=0) for a in sorted(arks)]},
+        "feats": feats_version(data / "feats.scp"),
     }
     if (data / "frontend.json").is_file():  # raw: the front end's options and the audio's digest, by content
         record["feats"] = {"frontend": file_version(data / "frontend.json")}
@@ -259,6 +232,8 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
     log.info("command: %s", " ".join([sys.executable, "-m", "hdmole.bin.decode", *(argv or sys.argv[1:])]))
     log.info("decoding %s: %s", out, why)
     (out / RECORD).unlink(missing_ok=True)  # from here until it is rewritten, the output counts as unfinished
+    for stale in ("text", "rtf"):  # and a kill leaves no earlier model's hypotheses for score to report
+        (out / stale).unlink(missing_ok=True)
     threads = args.threads or max(1, (os.cpu_count() or 1) // args.nj)
     jobs = [{"args": args, "data": str(data), "job_id": j, "nj": args.nj, "threads": threads, **settings}
             for j in range(args.nj)]

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -53,8 +54,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--if-routed", action="store_true",
                         help="when the last checkpoint has no mixture of experts, say so and exit 0 (default: exit 1)")
+    parser.add_argument("--verbose", action="store_true", help="on an error, print its traceback too")
     args = parser.parse_args(argv)
+    from hdmole.logs import log_failure, setup_stage_logging
 
+    setup_stage_logging(None, verbose=args.verbose)
+    try:
+        return run(args)
+    except (ValueError, OSError) as error:
+        # A missing, unreadable or mismatched checkpoint (CheckpointError), bad data or accent list
+        # (DataError), a bad config: one line naming the file (the traceback with --verbose).
+        log_failure(logging.getLogger("hdmole.routing_stats"), error)
+        return 1
+
+
+def run(args) -> int:
     if args.if_routed and not has_experts(args.checkpoint[-1]):
         print(f"hdmole.bin.routing_stats: {args.checkpoint[-1]} has no mixture of experts (full fine-tuning, a "
               "single LoRA or the base model): nothing to route, no statistics written")

@@ -72,6 +72,44 @@ def trained_with_other_config(exp_dir: Path, resolved: dict) -> str | None:
             "results are no longer wanted")
 
 
+INPUTS_RECORD = "train_inputs.json"
+
+
+def training_inputs(config) -> dict:
+    """The versions of the files a training reads, by content (hdmole.files): init checkpoints, the data
+    (a data dir's text, utt2accent, features, CTC units file; an LM text), tokenizer, CMVN, accent list."""
+    from hdmole.files import data_version, file_version
+
+    data = config.data
+    extra = (data.ctc_text,) if data.ctc_text else ()
+    model = config.model if isinstance(config.model, dict) else {}
+    tokenizer_model = config.tokenizer.get("model") if isinstance(config.tokenizer, dict) else None
+    lexicon = data.lm_prefix.lexicon if data.lm_prefix is not None else ""
+    optional = {"data.dev": data.dev, "data.accents": data.accents, "data.cmvn": data.cmvn,
+                "tokenizer.model": tokenizer_model, "model.ctc_units": model.get("ctc_units"),
+                "data.lm_prefix.lexicon": lexicon}
+    return {"init": [file_version(p) for p in config.init], "data.train": data_version(data.train, extra),
+            **{key: (data_version(path, extra) if key == "data.dev" else file_version(path))
+               for key, path in optional.items() if path}}
+
+
+def trained_from_other_inputs(exp_dir: Path, inputs: dict) -> str | None:
+    """What changed, by content, among the files the checkpoints (or summary) in ``exp_dir`` were made
+    from (its train_inputs.json); None if nothing was made yet, nothing changed, or there is no record
+    (an exp dir from before the record: it is recorded from now on)."""
+    from hdmole.files import changed_inputs, read_inputs_record
+
+    old = read_inputs_record(exp_dir / INPUTS_RECORD)
+    if old is None or not has_results(exp_dir):
+        return None
+    changed = changed_inputs(old, inputs)
+    if not changed:
+        return None
+    return (f"{exp_dir} was trained from other inputs: {', '.join(changed)} changed (content) since its checkpoints "
+            f"were made ({exp_dir / INPUTS_RECORD} records what they were made from). Fix: train in a fresh "
+            f"--exp-dir, or restore those files, or remove {exp_dir} if its results are no longer wanted")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hdmole.bin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -92,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config, resolved = load_train_config(args.config, args.override)
         changed = trained_with_other_config(exp_dir, resolved)
+        if changed:
+            raise ConfigError(changed)
+        inputs = training_inputs(config)
+        changed = trained_from_other_inputs(exp_dir, inputs)
         if changed:
             raise ConfigError(changed)
     except (ConfigError, OSError) as e:
@@ -117,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
             # Kept as it is once checkpoints exist: it records what they were made with (checked above).
             if not has_results(exp_dir) or not (exp_dir / "config.yaml").is_file():
                 (exp_dir / "config.yaml").write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
+            if not has_results(exp_dir) or not (exp_dir / INPUTS_RECORD).is_file():
+                from hdmole.files import write_inputs_record
+
+                write_inputs_record(exp_dir / INPUTS_RECORD, inputs)
             cmd = " ".join(shlex.quote(a) for a in [sys.executable, "-m", "hdmole.bin.train", *sys.argv[1:]])
             (exp_dir / "cmd").write_text(cmd + "\n")
     except OSError as e:

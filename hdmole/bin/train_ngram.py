@@ -5,7 +5,8 @@
 The text (one sentence a line) is normalised as transcripts are (hdmole.text.normalize_text) and
 written one character a word, so the LM scores exactly the units CER counts; ``lmplz`` (built by
 tools/install.sh into tools/kenlm/bin, on PATH through path.sh) estimates the ARPA file. A finished
-output with the same text, order and options is skipped unless ``--force``; the output appears only
+output with the same text (by content, recorded in ``<out stem>_inputs.json``), order and options is
+skipped unless ``--force``; the output appears only
 when complete (written under a temporary name, then renamed), and next to it ``<out stem>.bin``, the same
 model in KenLM's binary format (``build_binary``), which decoding loads in a fraction of a second.
 Log: ``<out>.log``.
@@ -14,8 +15,6 @@ Log: ``<out>.log``.
 from __future__ import annotations
 
 import argparse
-import hashlib
-import json
 import logging
 import os
 import shutil
@@ -23,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from hdmole.files import changed_inputs, file_version, inputs_record_path, read_inputs_record, write_inputs_record
 
 log = logging.getLogger("hdmole.train_ngram")
 
@@ -57,14 +58,6 @@ def find_lmplz(explicit: str | None) -> str:
     return candidate
 
 
-def digest(text: Path, options: dict) -> str:
-    h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
-    with open(text, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
-
-
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m hdmole.bin.train_ngram", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,9 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.order < 2:
         print(f"hdmole.bin.train_ngram: --order must be >= 2, got {args.order}", file=sys.stderr)
         return 1
-    stamp = args.out.with_name(args.out.name + ".done")
-    want = digest(args.text, {"order": args.order, "prune": args.prune})
-    if not args.force and args.out.is_file() and stamp.is_file() and stamp.read_text().strip() == want:
+    # What made it (hdmole.files' inputs record, as every stage): the LM text by content and the options.
+    stamp = inputs_record_path(args.out)
+    want = {"text": file_version(args.text), "options": {"order": args.order, "prune": args.prune}}
+    if not args.force and args.out.is_file() and not changed_inputs(read_inputs_record(stamp), want):
         print(f"hdmole.bin.train_ngram: {args.out} is up to date; skipping (--force to rebuild)", file=sys.stderr)
         return 0
     lmplz = find_lmplz(args.lmplz)
@@ -130,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
             return 1
         os.replace(tmp_bin, binary)
-    stamp.write_text(want + "\n")
+    write_inputs_record(stamp, want)
     log.info("wrote %s (order %d, %.1f MB)%s", args.out, args.order, args.out.stat().st_size / 1e6,
              f" and {binary}" if build_binary else "")
     return 0

@@ -14,6 +14,9 @@ For --model-type char, --vocab-size is an upper bound (0 = exactly the character
 
 writes a plain unit list `data/lang/pinyin.units` (`<unk>`, then the units by frequency) of the data dirs'
 `pinyin` files, for CTC on tonal syllables (hdmole.text.tokenizer.UnitTokenizer).
+
+Next to the output, `<out_prefix>_inputs.json` records the text it was made from (by content) and the
+options: run again, it is skipped when they are the same and made again when they changed (--force: always).
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from pathlib import Path
 
 import sentencepiece as spm
 
-from hdmole.data.errors import DataError
-from hdmole.logs import setup_stage_logging
+from hdmole.data.errors import DataError, where
+from hdmole.files import changed_inputs, file_version, inputs_record_path, read_inputs_record, write_inputs_record
+from hdmole.logs import log_failure, setup_stage_logging
 from hdmole.data.table import read_kaldi_table
 from hdmole.text.normalize import normalize_text
 from hdmole.text.tokenizer import UnitTokenizer
@@ -43,7 +47,15 @@ def read_sentences(sources: list[Path], normalize: bool, text_file: str = "text"
         if source.is_dir():
             lines = read_kaldi_table(source / text_file, require_sorted=False, value_name="transcript").entries.values()
         elif source.is_file():
-            lines = source.read_text(encoding="utf-8").splitlines()
+            raw = source.read_bytes()
+            try:
+                lines = raw.decode("utf-8").splitlines()
+            except UnicodeDecodeError as error:
+                line = raw.count(b"\n", 0, error.start) + 1
+                raise DataError(
+                    f"{where(source, line)}: not valid UTF-8 ({error.reason}; GBK or another legacy encoding?). "
+                    f"Fix: re-encode it, e.g. iconv -f GBK -t UTF-8 {source} > {source}.utf8, and give that file"
+                ) from None
         else:
             raise DataError(f"{source}: no such text file or data dir")
         for line in lines:
@@ -129,15 +141,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-normalize", dest="normalize", action="store_false", help="train on the text as written")
     parser.add_argument("inputs", nargs="+", type=Path, help="text files and/or data dirs")
     parser.add_argument("out_prefix", type=Path)
+    parser.add_argument("--force", action="store_true", help="train again even if made from the same text")
     args = parser.parse_args(argv)
     setup_stage_logging()
+    units = args.model_type == "units"
+    out = Path(str(args.out_prefix) + (".units" if units else ".model"))
+    # What made it (hdmole.files): the text it read, by content, and the options. The same again is skipped;
+    # new text (a corpus with new characters) trains it again instead of mapping them to <unk>.
+    record_file = inputs_record_path(out)
+    inputs = {"text": [file_version(p / args.text_file if p.is_dir() else p) for p in args.inputs],
+              "options": {k: getattr(args, k) for k in ("model_type", "text_file", "min_count", "vocab_size", "normalize")}}
+    if not args.force and out.is_file() and not changed_inputs(read_inputs_record(record_file), inputs):
+        log.info("%s was made from the same text with the same options; skipping (--force to train again)", out)
+        return 0
     try:
-        if args.model_type == "units":
+        record_file.unlink(missing_ok=True)  # written last: an output without it counts as unfinished
+        if units:
             write_unit_list(args.inputs, args.out_prefix, args.text_file, args.min_count)
         else:
             train_tokenizer(args.inputs, args.out_prefix, args.model_type, args.vocab_size, args.normalize)
-    except (DataError, ValueError) as error:
-        log.error("%s", error)
+        write_inputs_record(record_file, inputs)
+    except (DataError, ValueError, OSError) as error:
+        log_failure(log, error)
         return 1
     return 0
 

@@ -20,6 +20,9 @@ from hdmole.data.errors import DataError
 CONVERT_FIX = "convert it to 16-bit mono PCM WAV, e.g. `sox in.wav -r {rate} -c 1 -b 16 -e signed-integer out.wav`"
 
 
+PLACEHOLDER_BYTES = 0x7FFFF000  # the data size a streaming WAV writer puts in the header (sox's; larger ones too)
+
+
 def is_pipe(entry: str) -> bool:
     """A Kaldi wav.scp value `cmd args |`: run cmd, read WAV bytes from its stdout."""
     return entry.rstrip().endswith("|")
@@ -112,10 +115,13 @@ def read_wav(path_or_cmd: str | Path, expected_sample_rate: int | None = None) -
             f"audio {entry!r} has sample rate {rate} Hz, expected {expected_sample_rate} Hz; resample it "
             f"(e.g. the wav.scp entry `{resampling_entry(entry, expected_sample_rate)}`) or pass the matching --sample-rate"
         )
-    # A pipe writer that does not know the length (streaming sox) puts a placeholder in the header, so only
-    # a file's header can be trusted to say how many bytes there must be.
-    if not from_pipe and len(data) < frames * width:
-        raise DataError(f"audio {entry!r} is truncated: header says {frames} samples, file holds {len(data) // width}; re-create it")
+    # A pipe writer that does not know the length (streaming sox) puts a placeholder in the header (sox:
+    # 0x7ffff000 bytes; others 0 or 0xffffffff); any other length in a pipe's header is as binding as a file's.
+    known_length = not from_pipe or 0 < frames * width * channels < PLACEHOLDER_BYTES
+    if known_length and len(data) < frames * width:
+        what = "the pipe wrote" if from_pipe else "file holds"
+        fix = "the command was cut short or reads a truncated file; fix it" if from_pipe else "re-create it"
+        raise DataError(f"audio {entry!r} is truncated: header says {frames} samples, {what} {len(data) // width}; {fix}")
     if len(data) % width:
         data = data[: len(data) - len(data) % width]
     samples = np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0

@@ -20,6 +20,7 @@ class GlobalCMVN:
         self.mean = np.asarray(list(mean), dtype=np.float32)
         self.std = np.asarray(list(std), dtype=np.float32)
         self.count = int(count)
+        self.source: str | None = None  # the file it was loaded from, for error messages
         if self.mean.ndim != 1 or self.mean.shape != self.std.shape:
             raise ValueError(f"mean and std must be 1-D of the same size, got {self.mean.shape} and {self.std.shape}")
         if not np.all(self.std > 0):
@@ -67,14 +68,19 @@ class GlobalCMVN:
             mean, std = stats["mean"], stats["std"]
             if not all(math.isfinite(value) for value in [*mean, *std]):
                 raise ValueError("non-finite value")
-            return cls(mean, std, stats.get("count", 0))
+            cmvn = cls(mean, std, stats.get("count", 0))
+            cmvn.source = str(path)
+            return cmvn
         except (ValueError, KeyError, TypeError) as error:
             raise DataError(f"{path}: not a valid CMVN JSON file ({error}); re-run compute_cmvn") from None
 
     def apply(self, feats):
         """Normalise numpy [..., dim] (returns float32) or a torch tensor (same dtype/device)."""
         if feats.shape[-1] != self.dim:
-            raise DataError(f"features have dim {feats.shape[-1]} but the CMVN statistics have dim {self.dim}; use the matching CMVN file")
+            where = f" of {self.source}" if self.source else ""
+            raise DataError(f"features have dim {feats.shape[-1]} but the CMVN statistics{where} have dim {self.dim} "
+                            "(the features were made with other options, e.g. --pitch); recompute the CMVN of the "
+                            "training features (python -m hdmole.bin.compute_cmvn, recipe stage 1)")
         if isinstance(feats, np.ndarray):
             return ((feats - self.mean) / self.std).astype(np.float32, copy=False)
         import torch  # only when given tensors, so feature extraction never pays for importing torch

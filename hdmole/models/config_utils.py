@@ -47,3 +47,34 @@ def resolve_model_conf(model_conf, config_path: str | os.PathLike):
     if not model_path.is_file():
         raise FileNotFoundError(f"{config_path}: model config {model_conf} does not exist")
     return load_yaml_mapping(model_path)
+
+
+# Sizes the libraries would reject with a message that names no key ("math domain error" from ESPnet's
+# positional encoding, an assertion on n_feat % n_head, a transformers validation error): checked here.
+CONFORMER_SIZES = ("input_size", "output_size", "attention_heads", "linear_units", "num_blocks", "cnn_module_kernel",
+                   "frame_stack")
+QWEN2_SIZES = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+               "max_position_embeddings", "vocab_size")
+
+
+def check_sizes(conf: dict) -> None:
+    """Every size of the Conformer and of a Qwen2 built from a config is a whole number >= 1, and the widths
+    divide into the attention heads; a ValueError naming the key and the value otherwise."""
+    parts = []
+    if conf["encoder"].get("type") == "conformer":
+        parts.append(("encoder", conf["encoder"], CONFORMER_SIZES, ("output_size", "attention_heads")))
+    if isinstance(conf["llm"].get("config"), dict):
+        parts.append(("llm.config", conf["llm"]["config"], QWEN2_SIZES, ("hidden_size", "num_attention_heads")))
+    for where, part, keys, (width, heads) in parts:
+        for key in keys:
+            value = part.get(key)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ValueError(f"model config: {where}.{key} must be a whole number >= 1, got {value!r}")
+        if part.get(width) and part.get(heads) and part[width] % part[heads]:
+            raise ValueError(f"model config: {where}.{width} ({part[width]}) must be a multiple of {where}.{heads} "
+                             f"({part[heads]}): each attention head gets {width} / {heads} dimensions")
+    llm = conf["llm"].get("config")
+    if isinstance(llm, dict) and llm.get("num_attention_heads") and llm.get("num_key_value_heads") \
+            and llm["num_attention_heads"] % llm["num_key_value_heads"]:
+        raise ValueError(f"model config: llm.config.num_attention_heads ({llm['num_attention_heads']}) must be a "
+                         f"multiple of llm.config.num_key_value_heads ({llm['num_key_value_heads']})")

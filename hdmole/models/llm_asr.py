@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from hdmole.models.config_utils import check_keys
+from hdmole.models.config_utils import check_keys, check_sizes
 from hdmole.models.encoder import WHISPER_KEYS, SpeechEncoder, build_encoder
 from hdmole.models.heard_units import heard_ngram_features, ngram_feature_size
 from hdmole.models.inputs import IGNORE_ID, assemble_prefix, assemble_training_inputs
@@ -377,6 +377,7 @@ def check_model_conf(conf: dict) -> None:
         check_keys(encoder, WHISPER_KEYS, "encoder (type: whisper)")
     if conf.get("global_router") is not None:
         check_keys(conf["global_router"], ROUTER_KEYS, "model config: global_router")
+    check_sizes(conf)
 
 
 def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR:

@@ -23,6 +23,18 @@ def load_partial_state(model: nn.Module, state: dict, source: str, fix: str, ada
     ``"checkpoint exp/base/best.pt"``), a few of the tensors and ``fix``. When they are HDMoLE adapter
     tensors and ``adapter_fix`` is given, the message says so and gives ``adapter_fix`` instead (both a
     CheckpointError, a ValueError)."""
+    # Shapes first: load_state_dict would raise one "size mismatch" line per tensor (dozens), in a traceback.
+    own = model.state_dict()
+    wrong = [(key, tuple(value.shape), tuple(own[key].shape)) for key, value in state.items()
+             if key in own and hasattr(value, "shape") and tuple(value.shape) != tuple(own[key].shape)]
+    if wrong:
+        key, theirs, ours = wrong[0]
+        more = f" (and {len(wrong) - 1} more tensors differ)" if len(wrong) > 1 else ""
+        raise CheckpointError(
+            f"{source} does not fit the model built from the config: tensor {key} is {list(theirs)} there but "
+            f"{list(ours)} here{more}. It was made with another model config or another accent list (whose "
+            "length sets the number of domains). Fix: use the model config and accents.txt it was made with, "
+            "or the checkpoint made with these")
     unexpected = model.load_state_dict(state, strict=False).unexpected_keys
     if not unexpected:
         return

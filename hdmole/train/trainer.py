@@ -384,8 +384,10 @@ class Trainer:
                         self.save()
                         raise NonFiniteLossError(
                             f"non-finite loss ({e}) at step {self.step + 1}; the state before it is saved in "
-                            f"{self.exp_dir}/ckpt-{self.step}.pt. Lower optim.lr or raise optim.warmup_steps, "
-                            "check the data of this batch, then resume.") from None
+                            f"{self.exp_dir}/ckpt-{self.step}.pt. A resume keeps this exp dir's config and data "
+                            "(it refuses another lr, or changed data), so it would meet the same step: check the data "
+                            "of this batch, then train in a fresh --exp-dir with a lower optim.lr or more "
+                            f"optim.warmup_steps (or remove {self.exp_dir} and train it again).") from None
                     for out in outs:
                         for k, v in out.items():
                             running[k] = running.get(k, 0.0) + v
