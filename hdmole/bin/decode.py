@@ -106,6 +106,7 @@ def decode_shard(job: dict) -> dict:
     from hdmole.data import AccentList, build_dataloader
     from hdmole.decode.search import decode_batch
     from hdmole.models.checkpoint import load_model_for_inference
+    from hdmole.models.precision import autocast, inference_autocast_dtype
     from hdmole.text.tokenizer import build_tokenizer
 
     torch.set_num_threads(job["threads"])
@@ -130,9 +131,11 @@ def decode_shard(job: dict) -> dict:
     shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn)
     hyps, refs, frames = {}, {}, 0
     start = time.perf_counter()
+    precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
-        texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
-                             max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm, fusion=fusion)
+        with autocast(args.device, precision):
+            texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
+                                 max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm, fusion=fusion)
         for utt, hyp, ref in zip(batch["utt_ids"], texts, batch["texts"]):
             # One line per utterance in a Kaldi text file: no newlines, no leading/doubled spaces.
             hyps[utt], refs[utt] = " ".join(hyp.split()), ref

@@ -82,6 +82,7 @@ def _evaluate(args) -> int:
 
     from hdmole.data import AccentList, build_dataloader
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+    from hdmole.models.precision import autocast, inference_autocast_dtype
 
     accents = AccentList.load(args.accents)
     names = list(accents.names)
@@ -90,6 +91,7 @@ def _evaluate(args) -> int:
         print(f"hdmole.bin.eval_router: the model of {args.config} has no global_router", file=sys.stderr)
         return 1
     cmvn = read_inference_config(args.config)[2]
+    precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     args.out.mkdir(parents=True, exist_ok=True)
     for data in args.data:
         loader = build_dataloader(data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
@@ -97,8 +99,9 @@ def _evaluate(args) -> int:
         posterior_sums = [[0.0] * len(names) for _ in names]
         with torch.no_grad():
             for batch in tqdm(loader, desc=f"router on {Path(data).name}"):
-                enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-                posterior = model.route(enc_out, enc_lens).cpu()
+                with autocast(args.device, precision):
+                    enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
+                    posterior = model.route(enc_out, enc_lens).float().cpu()
                 for truth, row in zip(batch["accents"].tolist(), posterior.tolist()):
                     confusion[truth][max(range(len(row)), key=row.__getitem__)] += 1
                     posterior_sums[truth] = [a + b for a, b in zip(posterior_sums[truth], row)]

@@ -63,11 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.data import AccentList, build_dataloader
     from hdmole.files import atomic_write_text
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+    from hdmole.models.precision import autocast, inference_autocast_dtype
     from hdmole.nn import RoutingStatsRecorder
 
     accents = AccentList.load(args.accents)
     model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device)
     cmvn = args.cmvn or read_inference_config(args.config)[2]
+    precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     model.eval()
     try:
         recorder = RoutingStatsRecorder(model)
@@ -79,10 +81,11 @@ def main(argv: list[str] | None = None) -> int:
     with torch.no_grad(), recorder:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
-            enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-            probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
-            with model.routing(probs):
-                model.project(enc_out, enc_lens)
+            with autocast(args.device, precision):
+                enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
+                probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"))
+                with model.routing(probs):
+                    model.project(enc_out, enc_lens)
     stats = recorder.summary()
     stats["_accents"] = list(accents.names)
     args.out.parent.mkdir(parents=True, exist_ok=True)

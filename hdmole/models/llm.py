@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from hdmole.models.config_utils import check_keys
+from hdmole.models.precision import load_dtype
 
 LLM_KEYS = {"type", "config", "name_or_path", "dtype", "attn_implementation"}
-_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 def build_llm(conf: dict) -> nn.Module:
@@ -22,10 +21,7 @@ def build_llm(conf: dict) -> nn.Module:
     from transformers import AutoModelForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
     check_keys(conf, LLM_KEYS, "llm")
-    dtype_name = conf.get("dtype", "float32")
-    if dtype_name not in _DTYPES:
-        raise ValueError(f"llm dtype must be one of {sorted(_DTYPES)}, got {dtype_name!r}")
-    dtype = _DTYPES[dtype_name]
+    dtype = load_dtype(conf, "llm")  # explicit: never the checkpoint's own ("auto"), see hdmole.models.precision
     attn = conf.get("attn_implementation", "sdpa")
     has_path, has_config = "name_or_path" in conf, "config" in conf
     if has_path == has_config:

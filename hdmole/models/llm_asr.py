@@ -74,8 +74,10 @@ class LLMASR(nn.Module):
 
     # ----- parts -------------------------------------------------------------------------------------------
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
-        """Encoder only: ``(enc_out [B, T', d], enc_lens [B])``."""
-        return self.encoder(feats, feat_lens)
+        """Encoder only: ``(enc_out [B, T', d], enc_lens [B])``, ``enc_out`` in the dtype of the parts that read
+        it (projector, router, CTC head): an encoder loaded in half precision feeds fp32 parts without autocast."""
+        enc_out, enc_lens = self.encoder(feats, feat_lens)
+        return enc_out.to(next(self.projector.parameters()).dtype), enc_lens
 
     def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.global_router is None:

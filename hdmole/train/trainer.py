@@ -34,6 +34,7 @@ from transformers import get_scheduler
 from hdmole.data import AccentList, build_dataloader
 from hdmole.models.checkpoint import read_checkpoint
 from hdmole.models.llm_asr import build_model
+from hdmole.models.precision import autocast
 from hdmole.models.state import load_partial_state
 from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
@@ -171,9 +172,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ forward
     def _autocast(self):
-        if self.device.type == "cuda" and self.config.dtype == "bfloat16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.config.dtype)  # the same in every inference tool
 
     def forward(self, net: nn.Module, batch: dict, normalisers: dict | None = None) -> dict:
         """One batch through ``net``: the model (or the bare LLM in lm mode), DDP-wrapped when training;
