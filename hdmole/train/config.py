@@ -128,7 +128,8 @@ class TrainConfig:
     log_every: int = 20
     accent_weight: float | None = None  # overrides the model's L_accent weight (adapt: lambda_aid)
     device: str = "auto"             # auto | cpu | cuda
-    dtype: str = "float32"           # float32 | bfloat16 (autocast on GPU)
+    # float32 | bfloat16 | float16: the autocast on GPU (hdmole.models.precision); float16 adds loss scaling
+    dtype: str = "float32"
     # The files this config was composed from (set by load_train_config): provenance for train_summary.json
     # and RESULTS.md. A class variable, not a field, so the resolved config.yaml does not change with it.
     sources: ClassVar[tuple[str, ...]] = ()
@@ -186,7 +187,7 @@ class TrainConfig:
             ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
             ("log_every", self.log_every, self.log_every >= 1, ">= 1"),
             ("device", self.device, self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
-            ("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "float32 or bfloat16"),
+            ("dtype", self.dtype, self.dtype in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
         ]
         for key, value, ok, what in limits:
             if not ok:

@@ -1,7 +1,7 @@
 """The training loop shared by every mode (lm, base, router, adapt) and every system.
 
 AdamW with warmup + decay (transformers' schedulers), gradient clipping and accumulation, DDP through
-``torchrun`` (gloo on CPU, nccl on GPU), bf16 autocast on GPU, a tqdm bar and a log file, atomic
+``torchrun`` (gloo on CPU, nccl on GPU), bf16 or fp16 autocast on GPU (fp16 with loss scaling), a tqdm bar and a log file, atomic
 checkpoints (the last N plus the best on dev), exact resume after a kill (model, optimizer, scheduler,
 RNG and the position in the epoch are restored), and a clear stop on a non-finite loss.
 
@@ -108,6 +108,9 @@ class Trainer:
                                            weight_decay=opt.weight_decay)
         self.scheduler = get_scheduler(opt.scheduler, self.optimizer, num_warmup_steps=opt.warmup_steps,
                                        num_training_steps=opt.max_steps)
+        # float16 autocast (GPUs without bf16) flushes small gradients to zero unless the loss is scaled; the
+        # scaler skips a step whose gradients overflowed and lowers the scale. Disabled it is the identity.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.dtype == "float16")
         self.train_loader, self.dev_loader = self._loaders()
         self.cache = self._fill_cache()
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -217,6 +220,7 @@ class Trainer:
             "model": saved_state(self.model, self.config.mode, self.config.model),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(), "train_seconds": self.train_seconds,
             "best": self.best, "dev": self.last_dev,
         }
@@ -238,6 +242,8 @@ class Trainer:
                            fix=f"it is not this experiment's; use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # float16 training: the loss scale it had reached
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.train_seconds, self.best, self.last_dev = state["train_seconds"], state["best"], state.get("dev", {})
@@ -303,7 +309,7 @@ class Trainer:
                     if not self._all_finite(out["loss"]):
                         raise NonFiniteLossError(str(float(out["loss"].detach())))
                     # DDP averages the ranks' gradients: scaled by the world size, the sum over ranks remains.
-                    (out["objective"] * self.world).backward()
+                    self.scaler.scale(out["objective"] * self.world).backward()
             step_loss += out["objective"].detach().double()
             outs.append({k: float(out[k].detach()) for k in LOGGED if k in out})
         return outs, (rec.summary() if rec is not None else None), step_loss
@@ -354,8 +360,10 @@ class Trainer:
                         running["n"] = running.get("n", 0) + 1
                     interval_loss += step_loss
                     interval_steps += 1
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.optim.grad_clip)
-                    self.optimizer.step()
+                    self.scaler.step(self.optimizer)  # skipped (float16) when a gradient overflowed
+                    self.scaler.update()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.step += 1
