@@ -127,3 +127,35 @@ def test_the_inference_tools_use_the_trainings_autocast(setup, tmp_path):
     assert not isinstance(autocast("cuda", "float32"), torch.autocast)
     ctx = autocast("cuda", "float16")
     assert isinstance(ctx, torch.autocast) and ctx.fast_dtype == torch.float16
+
+
+def test_the_encoder_side_tools_never_read_the_llm(setup, tmp_path):
+    """eval_router and routing_stats build everything but the LLM: with an LLM dir that holds only its
+    config (no weights), they give what the full model gives; loading the whole model fails there."""
+    from transformers import Qwen2Config
+
+    llm_conf = tiny_conf()["llm"]["config"]
+    llm_dir = tmp_path / "qwen-config-only"
+    Qwen2Config(vocab_size=setup["tokenizer"].vocab_size, **llm_conf).save_pretrained(llm_dir)
+    raw = yaml.safe_load(setup["config"].read_text(encoding="utf-8"))
+    raw["model"]["llm"] = {"name_or_path": str(llm_dir)}
+    config = tmp_path / "config_no_llm_weights.yaml"
+    config.write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    with pytest.raises(OSError):
+        load_model_for_inference(config, _checkpoints(setup), num_accents=2)
+    side = load_model_for_inference(config, _checkpoints(setup), num_accents=2, encoder_side=True)
+    full = load_model_for_inference(setup["config"], _checkpoints(setup), num_accents=2)
+    assert side.llm is None
+    feats, lens = torch.randn(2, 90, 80), torch.tensor([90, 61])
+    with torch.no_grad():
+        enc, enc_lens = full.encode(feats, lens)
+        probs = full.route(enc, enc_lens)
+        torch.testing.assert_close(side.route(*side.encode(feats, lens)), probs)
+        with full.routing(probs), side.routing(probs):
+            torch.testing.assert_close(side.project(enc, enc_lens)[0], full.project(enc, enc_lens)[0])
+    out = tmp_path / "router"
+    assert eval_router.main(["--config", str(config), "--checkpoint", str(setup["root"] / "base.pt"),
+                             "--checkpoint", str(setup["root"] / "adapter.pt"), "--accents",
+                             str(setup["root"] / "accents.txt"), "--data", str(setup["data"]), "--out", str(out),
+                             "--num-workers", "1"]) == 0
+    assert json.loads((out / "router_data.json").read_text())["utterances"] == 3

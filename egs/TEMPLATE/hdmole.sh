@@ -62,6 +62,7 @@ feature_type=fbank         # fbank | whisper (Whisper's own log-mel, for a pre-t
 num_mel_bins=80            # whisper: 80, or 128 for whisper-large-v3
 use_cmvn=true              # global CMVN from the source training set (false for Whisper log-mel: already scaled)
 decode_args=""             # extra arguments for every hdmole.bin.decode call, last (e.g. --device cuda --nj 1)
+eval_args=""               # extra arguments for hdmole.bin.eval_router and routing_stats (e.g. --device cuda --num-workers 4)
 pitch=false                # fbank only: append 3 pitch features (Kaldi's fbank+pitch, for tonal languages)
 ctc_text=""                # CTC on units of this data-dir file (e.g. pinyin: tonal syllables), not on the LLM's tokens;
                            # stage 2 lists the units of the source training set in <data>/lang/<ctc_text>.units
@@ -202,9 +203,10 @@ stage_router() {
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
   # Accuracy, recall per domain and the confusion matrix, on the dev set and on every test set.
   is_first_node || return 0
+  # shellcheck disable=SC2086
   [ -f "$exp_dir/router/router_test_all.json" ] || python -m hdmole.bin.eval_router \
     --config "$exp_dir/router/config.yaml" --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/router/best.pt" \
-    --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router"
+    --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router" $eval_args
 }
 
 stage_adapt() {
@@ -316,10 +318,11 @@ stage_report() {
     done
     # --if-routed: a system without a mixture of experts (full_ft, lora) is skipped with a message.
     if [ "$system" != base ] && [ ! -f "$exp_dir/$system/routing_test_all.json" ]; then
+      # shellcheck disable=SC2086
       python -m hdmole.bin.routing_stats --if-routed \
         --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
         --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
-        --out "$exp_dir/$system/routing_test_all.json"
+        --out "$exp_dir/$system/routing_test_all.json" $eval_args
     fi
   done
   local notes=()

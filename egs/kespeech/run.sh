@@ -38,7 +38,9 @@ accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern te
 exp_dir=""                  # default exp/<model config name>
 beam=1
 feats_type=raw              # raw: Whisper log-mel computed by the data loader (no ~300 GB of dumps); fbank: dumped
-decode_nj=1                 # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
+decode_nj=""                # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set (and, with
+                            #   --ngpu, on a card of its own: run.pl --gpu 1); default: --ngpu, or 1 on the CPU
+loader_workers=4            # with --ngpu: data loader workers of each decoding job, eval_router and routing_stats
 decode_batch_frames=20000
 train_args=""               # extra hdmole.bin.train arguments, e.g. "--override optim.max_steps=100"
 help_message="Usage: $0 [options]  (run inside egs/kespeech; see README.md)"
@@ -85,8 +87,12 @@ for dir in data/*/; do
 done
 [ -f data/accents.txt ] && cp data/accents.txt "$feat_data/accents.txt"
 
-decode_args=""
-[ "$ngpu" -gt 0 ] && decode_args="--device cuda"
+decode_args="" eval_args=""
+if [ "$ngpu" -gt 0 ]; then
+  decode_args="--device cuda --num-workers $loader_workers"
+  eval_args="--device cuda --num-workers $loader_workers"
+fi
+[ -n "$decode_nj" ] || decode_nj=$(( ngpu > 0 ? ngpu : 1 ))
 log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
 run_shared_stages --ngpu "$ngpu" --nj "$nj" --num-nodes "$num_nodes" --node-rank "$node_rank" \
   --master-addr "$master_addr" --master-port "$master_port" --rdzv-endpoint "$rdzv_endpoint" \
@@ -97,4 +103,5 @@ run_shared_stages --ngpu "$ngpu" --nj "$nj" --num-nodes "$num_nodes" --node-rank
   --feats-type "$feats_type" --feature-type whisper --num-mel-bins "$num_mel_bins" --use-cmvn false \
   --data-dir "$feat_data" --dump-dir "dump/whisper$num_mel_bins" --exp-dir "$exp_dir" \
   --beam "$beam" --decode-nj "$decode_nj" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
+  --eval-args "$eval_args" \
   --train-args "--override model=$model_conf $train_args"

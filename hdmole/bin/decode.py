@@ -68,6 +68,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--cmvn", default=None, help="global CMVN stats (default: the config's data.cmvn; 'none': off)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="data loader worker processes per job (raw audio: the features are computed there)")
     p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")
     p.add_argument("--verbose", action="store_true", help="on an error, print its traceback too (decode.log has it)")
     return p.parse_args(argv)
@@ -128,7 +130,8 @@ def decode_shard(job: dict) -> dict:
     loader = build_dataloader(job["data"], accents, max_frames=args.batch_frames, shuffle=False, seed=0,
                               cmvn=job["cmvn"])
     batches = loader.batch_sampler.batches[job["job_id"]:: job["nj"]]
-    shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn)
+    shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
+                       num_workers=args.num_workers)
     hyps, refs, frames = {}, {}, 0
     start = time.perf_counter()
     precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
@@ -147,7 +150,7 @@ def decode_shard(job: dict) -> dict:
 RECORD = "decode_inputs.json"
 # Options that change only the speed, not the hypotheses. Every other option, including any added later,
 # is part of the record (a new option is taken to change results until it is listed here).
-SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out"}
+SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out", "num_workers"}
 # Options naming files: recorded by their content (or version), not by their name.
 FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn", "ngram"}
 HASH_LIMIT = 256 << 20  # bigger files (a 7B LLM's checkpoint) are recorded by path, size and mtime
@@ -225,6 +228,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {len(args.data)} --data but {len(args.out)} --out; give one output dir per data dir")
     if args.beam < 1 or args.nj < 1 or args.batch_frames < 1:
         raise SystemExit("error: --beam, --nj and --batch-frames must be >= 1")
+    if args.num_workers < 0:
+        raise SystemExit("error: --num-workers must be >= 0")
     from hdmole.logs import log_failure
 
     _setup_logging(None, args.verbose)

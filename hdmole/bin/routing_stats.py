@@ -5,7 +5,7 @@
         --data data/test_all --accents data/accents.txt --out exp/hdmole/routing_test_all.json
 
 Runs only the encoder, the global router and the projector (the LLM is not needed to see how tokens
-are routed) with hdmole.nn.RoutingStatsRecorder, labelling each utterance with its accent. The JSON
+are routed, and is not built: ``encoder_side``) with hdmole.nn.RoutingStatsRecorder, labelling each utterance with its accent. The JSON
 has, per HDMoLE layer: the mean number of active experts per token, the threshold, and the mean
 routing weight per expert, in total and per accent (``by_domain``), plus ``_accents`` (their order).
 Padding frames of a batch are counted like speech frames; length-bucketed batches keep them few.
@@ -50,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cmvn", default=None, help="global CMVN stats (default: data.cmvn of the training config)")
     parser.add_argument("--max-frames", type=int, default=20000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--if-routed", action="store_true",
                         help="when the last checkpoint has no mixture of experts, say so and exit 0 (default: exit 1)")
@@ -67,7 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.nn import RoutingStatsRecorder
 
     accents = AccentList.load(args.accents)
-    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device)
+    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device,
+                                     encoder_side=True)
     cmvn = args.cmvn or read_inference_config(args.config)[2]
     precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     model.eval()
@@ -77,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hdmole.bin.routing_stats: the model of {args.checkpoint[-1]} has no mixture of experts "
               "(a single LoRA or full fine-tuning routes nothing)", file=sys.stderr)
         return 1
-    loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
+    loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn,
+                              num_workers=args.num_workers)
     with torch.no_grad(), recorder:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])

@@ -349,15 +349,16 @@ def check_model_conf(conf: dict) -> None:
         check_keys(conf["global_router"], ROUTER_KEYS, "model config: global_router")
 
 
-def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR:
+def build_model(conf: dict, tokenizer, num_accents: int | None = None, llm_weights: bool = True) -> LLMASR:
     """Build an ``LLMASR`` from a YAML-style dict (see docs/model.md for every key).
 
     ``num_accents`` (D, the number of lines of accents.txt) is needed when ``global_router`` is set, unless
-    the router config gives ``num_domains``.
+    the router config gives ``num_domains``. ``llm_weights=False``: the LLM on the meta device (its shapes
+    only, see ``build_llm``), for tools that run the encoder side alone.
     """
     check_model_conf(conf)
     encoder = build_encoder(conf["encoder"])
-    llm = build_llm(_llm_conf_for_tokenizer(conf["llm"], tokenizer))
+    llm = build_llm(_llm_conf_for_tokenizer(conf["llm"], tokenizer), weights=llm_weights)
     if llm.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
         raise ValueError(f"the LLM's embedding table ({llm.get_input_embeddings().num_embeddings}) is smaller "
                          f"than the tokenizer's vocabulary ({tokenizer.vocab_size})")

@@ -151,7 +151,8 @@ class Trainer:
             common.update(ctc_text=c.data.ctc_text, ctc_tokenizer={"type": "units", "list": units})
         train = build_dataloader(c.data.train, self.accents, shuffle=True, specaug=specaug, rank=self.rank,
                                  world_size=self.world, num_workers=c.data.num_workers, **common)
-        dev = build_dataloader(c.data.dev, self.accents, shuffle=False, **common) if c.data.dev else None
+        dev = (build_dataloader(c.data.dev, self.accents, shuffle=False, num_workers=c.data.num_workers, **common)
+               if c.data.dev else None)
         return train, dev
 
     def _fill_cache(self) -> EncoderCache | None:
