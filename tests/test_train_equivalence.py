@@ -13,6 +13,9 @@ trainer that averaged per-batch means instead of normalising over the whole step
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -42,6 +45,11 @@ class ConcatenatedRanks:
 
     def __len__(self) -> int:
         return min(len(s) for s in self.samplers)
+
+
+def dev_records(exp_dir) -> list[dict]:
+    lines = (exp_dir / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "dev_loss" in r]
 
 
 def rank_loaders(trainer: Trainer, world: int = 2) -> list[DataLoader]:
@@ -105,6 +113,11 @@ def test_two_process_ddp_equals_one_process_on_the_concatenated_batches(corpus, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parameters agree across 2 ranks" in (tmp_path / "ddp" / "train.log").read_text()
     assert_same_training(concat_runs[system], tmp_path / "ddp")
+    # Validation: each rank its share of the dev batches, the sums all-reduced = one process on the whole set.
+    dev = [dev_records(concat_runs[system]), dev_records(tmp_path / "ddp")]
+    assert [r["step"] for r in dev[1]] == [r["step"] for r in dev[0]] == list(range(1, STEPS + 1))
+    for key in ("dev_loss", "dev_acc"):
+        np.testing.assert_allclose([r[key] for r in dev[1]], [r[key] for r in dev[0]], rtol=1e-5, err_msg=key)
 
 
 @pytest.mark.parametrize("system", list(SYSTEMS))

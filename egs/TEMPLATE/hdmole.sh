@@ -7,7 +7,8 @@
 #                --feats-type raw only utt2num_frames + frontend.json per set (the loader computes the features)
 #   2 lm         sentencepiece tokenizer on the LM text, then text-only LLM pretraining (if conf/lm.yaml)
 #   3 base       source-domain LLM-ASR training (conf/base.yaml)
-#   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml)
+#   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml), and its
+#                evaluation (hdmole.bin.eval_router; in stage 6 with several nodes, which must not wait for it)
 #   5 adapt      HDMoLE's adaptation: one exp dir per comparison system, conf/adapt.yaml composed with the
 #                system's method, the top-level conf/systems/<system>.yaml (docs/configs.md)
 #   6 decode     every system (and the base model) on every test set
@@ -201,10 +202,16 @@ stage_router() {
   need "$exp_dir/base/best.pt" 3
   train "$conf_dir/router.yaml" "$exp_dir/router" --override "init=[$exp_dir/base/best.pt]" \
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
-  # Accuracy, recall per domain and the confusion matrix, on the dev set and on every test set.
-  is_first_node || return 0
+  # With several nodes the other nodes go straight on to stage 5's torchrun, whose rendezvous would time out
+  # while node 0 alone evaluated the router here: then stage 6 (node 0's) evaluates it.
+  [ "$num_nodes" -le 1 ] || { log "router evaluation: in stage 6 (several nodes: nothing node 0's alone between trainings)"; return 0; }
+  router_eval
+}
+
+router_eval() {  # accuracy, recall per domain and the confusion matrix, on the dev set and on every test set
+  [ -f "$exp_dir/router/router_test_all.json" ] && return 0
   # shellcheck disable=SC2086
-  [ -f "$exp_dir/router/router_test_all.json" ] || python -m hdmole.bin.eval_router \
+  python -m hdmole.bin.eval_router \
     --config "$exp_dir/router/config.yaml" --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/router/best.pt" \
     --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router" $eval_args
 }
@@ -287,6 +294,7 @@ decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs 
 }
 
 stage_decode() {
+  if [ -f "$exp_dir/router/best.pt" ]; then router_eval; fi  # not done in stage 4 by a multi-node run
   log "decoding $(decoded_dirs | wc -l) models ($jobs at a time, $decode_nj job(s) each through $decode_cmd; logs in <exp>/<model>/log/)"
   # shellcheck disable=SC2046
   parallel decode_one $(decoded_dirs)

@@ -128,6 +128,9 @@ class TrainConfig:
     log_every: int = 20
     accent_weight: float | None = None  # overrides the model's L_accent weight (adapt: lambda_aid)
     device: str = "auto"             # auto | cpu | cuda
+    # Several processes: how long a collective (gradient all-reduce, a checkpoint's barrier) may wait for the
+    # other ranks before the run fails with an error, instead of the backend's own default.
+    dist_timeout_s: float = 1800.0
     # float32 | bfloat16 | float16: the autocast on GPU (hdmole.models.precision); float16 adds loss scaling
     dtype: str = "float32"
     # The files this config was composed from (set by load_train_config): provenance for train_summary.json
@@ -186,6 +189,7 @@ class TrainConfig:
             ("data.max_frames", d.max_frames, d.max_frames >= 1, ">= 1"),
             ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
             ("log_every", self.log_every, self.log_every >= 1, ">= 1"),
+            ("dist_timeout_s", self.dist_timeout_s, self.dist_timeout_s > 0, "> 0"),
             ("device", self.device, self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
             ("dtype", self.dtype, self.dtype in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
         ]

@@ -18,6 +18,7 @@ step loss over every rank; the other logged values are rank 0's per-batch means.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import itertools
 import json
 import logging
@@ -55,7 +56,10 @@ class NonFiniteLossError(RuntimeError):
 INIT_FIX = "re-run the stage that writes it, or correct 'init' in the config"
 
 
-def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
+def init_distributed(device_pref: str, timeout_s: float = 1800.0) -> tuple[int, int, torch.device]:
+    """Rank, world size and device; joins the process group with an explicit timeout: a collective that
+    waits longer (a rank that died, a node that never came) fails after ``timeout_s`` seconds instead of the
+    backend's default."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -64,7 +68,7 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
     if use_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return rank, world, device
 
 
@@ -80,7 +84,7 @@ def load_init(model: nn.Module, paths: list[str]) -> None:
 class Trainer:
     def __init__(self, config: TrainConfig, info_extra: dict, exp_dir: str | os.PathLike):
         self.config, self.exp_dir = config, Path(exp_dir)
-        self.rank, self.world, self.device = init_distributed(config.device)
+        self.rank, self.world, self.device = init_distributed(config.device, config.dist_timeout_s)
         self.is_main = self.rank == 0
         torch.manual_seed(config.seed)
         self.tokenizer = build_tokenizer(config.tokenizer)
@@ -197,22 +201,34 @@ class Trainer:
             if not any(p.requires_grad for p in module.parameters()):
                 module.eval()
 
+    def _dev_shard(self):
+        """This rank's share of the dev batches: batches rank, rank + world, ... (each batch once overall)."""
+        if self.world == 1:
+            return self.dev_loader
+        loader = self.dev_loader
+        batches = list(loader.batch_sampler)[self.rank :: self.world]
+        return torch.utils.data.DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
+                                           num_workers=loader.num_workers)
+
     @torch.no_grad()
     def validate(self) -> dict:
+        """Dev loss and accuracy (per token; per utterance in router mode). Every rank validates its share and
+        the sums are all-reduced, so no rank waits at a barrier while one validates the whole set."""
         if self.dev_loader is None:
             return {}
         self.model.eval()
-        total = {"loss": 0.0, "acc": 0.0, "n": 0}
-        for batch in self.dev_loader:
+        total = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, acc * n, n
+        for batch in self._dev_shard():
             batch = self._to_device(batch)
             out = self.forward(self.net, batch)
             n = out.get("num_tokens", len(batch.get("utt_ids", batch.get("input_ids", []))))
-            total["loss"] += float(out["loss"]) * n
-            total["acc"] += float(out["acc"]) * n
-            total["n"] += n
+            total += torch.tensor([float(out["loss"]) * n, float(out["acc"]) * n, n], dtype=torch.float64,
+                                  device=self.device)
+        if self.world > 1:
+            dist.all_reduce(total)
         self._set_train_mode()
-        n = max(total["n"], 1)
-        return {"dev_loss": total["loss"] / n, "dev_acc": total["acc"] / n}
+        n = max(float(total[2]), 1.0)
+        return {"dev_loss": float(total[0]) / n, "dev_acc": float(total[1]) / n}
 
     # ------------------------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -399,15 +415,16 @@ class Trainer:
 
     def _end_of_interval(self, t0: float) -> None:
         self.train_seconds += time.time() - t0
-        dev = self.validate() if self.is_main else {}
+        dev = self.validate()  # on every rank, each its share of the dev set
         if dev:
             self.last_dev = dev
             better = self._is_better(dev)
-            log.info("step %d: dev_loss=%.4f dev_acc=%.4f%s", self.step, dev["dev_loss"], dev["dev_acc"],
-                     " (best)" if better else "")
+            if self.is_main:
+                log.info("step %d: dev_loss=%.4f dev_acc=%.4f%s", self.step, dev["dev_loss"], dev["dev_acc"],
+                         " (best)" if better else "")
             self._append_log({"step": self.step, **dev})
         else:
-            better = self.is_main and self.dev_loader is None
+            better = self.dev_loader is None
         self.save()
         if self.is_main and better:
             atomic_save(inference_part(self._state()), self.exp_dir / "best.pt")
