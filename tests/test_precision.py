@@ -19,6 +19,7 @@ from hdmole.models.checkpoint import load_model_for_inference
 from hdmole.models.precision import autocast, inference_autocast_dtype, load_dtype
 
 torch.set_num_threads(1)
+pytestmark = pytest.mark.slow  # the three entry points end to end on a tiny Whisper (about 45 s)
 
 
 def _half_whisper(root):

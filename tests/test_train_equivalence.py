@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from train_fixtures import SYSTEMS, Corpus, assert_same_training, train_ddp
+from train_fixtures import SYSTEMS, Corpus, assert_same_training, step_log, train_ddp
 
 from hdmole.bin import train
 from hdmole.data import build_dataloader
@@ -127,3 +127,18 @@ def test_gradient_accumulation_equals_one_process_on_the_concatenated_batches(co
     assert_same_training(concat_runs[system], tmp_path / "accum")
     # Half the steps of an unaccumulated run over the same batches: the optimizer stepped once per pair.
     assert torch.load(tmp_path / "accum" / "last.pt", weights_only=False)["batch_in_epoch"] == 2 * STEPS
+
+
+def test_a_global_batch_trains_the_same_on_one_process_or_two(corpus, tmp_path):
+    """optim.global_batches: 2 is accum_grad 2 on one process and 1 on two (torchrun): the same steps, the same
+    learning rate at each (a warmup in optimizer steps), the same weights."""
+    optim = {"max_steps": STEPS, "global_batches": 2, "scheduler": "linear", "warmup_steps": 2}
+    config = corpus.config("global_batches", "hdmole", optim=optim)
+    assert train.main(["--config", str(config), "--exp-dir", str(tmp_path / "one")]) == 0
+    result = train_ddp(config, tmp_path / "two")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+    lrs = [[r["lr"] for r in step_log(tmp_path / run)] for run in ("one", "two")]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == STEPS and lrs[0][0] < lrs[0][1]  # warming up, in optimizer steps
+    summaries = [json.loads((tmp_path / run / "train_summary.json").read_text()) for run in ("one", "two")]
+    assert [(s["world_size"], s["accum_grad"]) for s in summaries] == [(1, 2), (2, 1)]

@@ -166,6 +166,22 @@ class LLMASR(nn.Module):
         return assemble_prefix(self.prompt_embeds(), speech.to(emb_dtype), speech_lens, bos)
 
     # ----- training ---------------------------------------------------------------------------------------
+    def checkpoint_activations(self) -> int:
+        """Activation (gradient) checkpointing of the LLM's and the encoder's layers: each layer's activations
+        are recomputed in the backward pass instead of kept. Unlike transformers' own switch it also acts on
+        frozen parts in eval mode, which is what the projector's gradient passes through the frozen LLM.
+        Returns the number of layers wrapped."""
+        stacks = [getattr(self.llm.base_model, "layers", None)]
+        whisper = getattr(self.encoder, "whisper", None)
+        stacks.append(getattr(whisper, "layers", None))
+        stacks.append(getattr(getattr(self.encoder, "conformer", None), "encoders", None))
+        wrapped = 0
+        for stack in stacks:
+            for layer in stack or ():
+                _checkpoint_forward(layer)
+                wrapped += 1
+        return wrapped
+
     def _speech_and_route(self, batch: dict, out: dict):
         if "enc_out" in batch:  # cached encoder outputs (frozen encoder in the router/adapt stages)
             enc_out, enc_lens = batch["enc_out"], batch["enc_lens"]
@@ -285,6 +301,20 @@ class LLMASR(nn.Module):
         terms.append((1.0, out["loss_asr"], out["num_tokens"], "tokens"))
         out["objective"] = _objective(terms, normalisers, out["loss"])
         return out
+
+
+def _checkpoint_forward(layer: nn.Module) -> None:
+    """``layer.forward`` through ``torch.utils.checkpoint`` whenever gradients are being recorded."""
+    from torch.utils.checkpoint import checkpoint
+
+    forward = layer.forward
+
+    def checkpointed(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    layer.forward = checkpointed
 
 
 def _objective(terms: list, normalisers: dict | None, loss: torch.Tensor) -> torch.Tensor:

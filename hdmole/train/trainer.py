@@ -5,7 +5,8 @@ AdamW with warmup + decay (transformers' schedulers), gradient clipping and accu
 checkpoints (the last N plus the best on dev), exact resume after a kill (model, optimizer, scheduler,
 RNG and the position in the epoch are restored), and a clear stop on a non-finite loss.
 
-One optimizer step takes ``optim.accum_grad`` batches on each rank (fewer at the end of an epoch: a step
+One optimizer step takes ``optim.accum_grad`` batches on each rank (with ``optim.global_batches``: that many
+batches over all ranks, accum_grad derived from the number of processes) (fewer at the end of an epoch: a step
 never spans two epochs, so a checkpoint always lies between two steps' batches and resume is exact). The
 step's loss is normalised over all of them: the batches' ``loss_counts`` (tokens, utterances) are summed
 over the micro-batches and all-reduced over the ranks first, and each batch back-propagates its loss sum
@@ -39,7 +40,7 @@ from hdmole.models.precision import autocast
 from hdmole.models.state import load_partial_state
 from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
-from hdmole.train.config import ConfigError, TrainConfig
+from hdmole.train.config import ConfigError, TrainConfig, accum_grad_for
 from hdmole.train.encoder_cache import EncoderCache
 from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward, lm_loss_counts
 from hdmole.train.setup import prepare_model, saved_state
@@ -86,6 +87,10 @@ class Trainer:
         self.config, self.exp_dir = config, Path(exp_dir)
         self.rank, self.world, self.device = init_distributed(config.device, config.dist_timeout_s)
         self.is_main = self.rank == 0
+        self.accum_grad = accum_grad_for(config.optim, self.world)
+        if config.optim.global_batches is not None and self.accum_grad * self.world != config.optim.global_batches:
+            log.warning("optim.global_batches %d over %d processes: accum_grad %d, a global batch of %d batches",
+                        config.optim.global_batches, self.world, self.accum_grad, self.accum_grad * self.world)
         torch.manual_seed(config.seed)
         self.tokenizer = build_tokenizer(config.tokenizer)
         self.accents = AccentList.load(config.data.accents) if config.data.accents else None
@@ -99,6 +104,8 @@ class Trainer:
             self.model.accent_weight = config.accent_weight
         self.info = prepare_model(self.model, config, len(self.accents) if self.accents else 1)
         self.info.update(info_extra, config_sources=list(config.sources))  # provenance, for RESULTS.md
+        if config.activation_checkpointing:
+            self.model.checkpoint_activations()
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
@@ -357,7 +364,7 @@ class Trainer:
                 batches = iter(self.train_loader)
                 epoch_done = False
                 while self.step < c.optim.max_steps:
-                    window = list(itertools.islice(batches, c.optim.accum_grad))
+                    window = list(itertools.islice(batches, self.accum_grad))
                     if not window:  # every rank has as many batches, so all ranks end the epoch together
                         epoch_done = True
                         break
@@ -446,7 +453,7 @@ class Trainer:
         summary = {k: v for k, v in self.info.items() if k != "adapter_config"}
         summary.update(adapter_config=self.info.get("adapter_config"), steps=self.step, epochs=self.epoch,
                        train_seconds=round(self.train_seconds, 1), dev=self.last_dev,
-                       best=self.best, world_size=self.world)
+                       best=self.best, world_size=self.world, accum_grad=self.accum_grad)
         if self.is_main:
             (self.exp_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         return summary
