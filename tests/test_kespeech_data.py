@@ -25,7 +25,9 @@ SPECIAL = {
     ("train_phase2", "Ji-Lu", 0): ("他 说 的<SIL>是 实话<QUESTIONMARK>", "他说的是实话"),
     ("train_phase2", "Zhongyuan", 0): ("<MUSIC>学生上课", None),
     ("dev_phase1", "Beijing", 0): ("ＡＢＣ，学生上课<EXCLAMATIONPOINT>", "ABC学生上课"),
-    ("test", "Mandarin", 1): ("<NOISE>", None),
+    ("test", "Mandarin", 1): ("<NOISE>", None),  # nothing left once the tag is stripped: dropped
+    # a test utterance with noise tags: kept, the tags stripped (only training drops them)
+    ("test", "Beijing", 1): ("<SPOKEN_NOISE>学生<NOISE>上课<PERIOD>", "学生上课"),
 }
 # Utterances per (part, subdialect): train_kespeech keeps 3 per subdialect but Beijing and Zhongyuan (2).
 PER_PART = {"train_phase1": 2, "train_phase2": 1, "dev_phase1": 1, "dev_phase2": 1, "test": 1}
@@ -145,7 +147,8 @@ def test_stage0_writes_valid_sorted_data_dirs_with_cleaned_text(trees):
     assert sorted(dev) == sorted(SUBDIALECTS * 2)  # dev_phase1 + dev_phase2, one per subdialect each
     for s in SUBDIALECTS:
         assert set(read_table(data / f"test_{s}" / "utt2accent").values()) == {s}
-    assert len(read_table(data / "test_Mandarin" / "text")) == 1  # its <NOISE> utterance dropped
+    assert len(read_table(data / "test_Mandarin" / "text")) == 1  # its <NOISE> utterance dropped (empty)
+    assert read_table(data / "test_Beijing" / "text")[f"{speaker_of('Beijing')}_tt01"] == "学生上课"
 
     # Cleaned text: punctuation/silence tags stripped, spaces removed, full-width folded.
     text = read_table(data / "train_kespeech" / "text")

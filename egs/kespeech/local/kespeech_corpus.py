@@ -72,7 +72,8 @@ def read_part(root: Path, part: str, cleaner: TextCleaner, dropped: Counter) -> 
         if not path.is_file():
             raise DataError(f"{wav.where(key)}: audio file {path} of utterance {key!r} does not exist; check "
                             "--kespeech-root and that the corpus (Audio/) was unpacked completely")
-        cleaned, reason = cleaner.clean(text[key], text.where(key))
+        # Evaluation parts keep their noise-tagged utterances, the tag stripped (text_cleaning.py says why).
+        cleaned, reason = cleaner.clean(text[key], text.where(key), keep_noisy=not part.startswith("train"))
         if cleaned is None:
             dropped[(part, subdialect, reason)] += 1
             continue
