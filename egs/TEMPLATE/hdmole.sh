@@ -41,6 +41,8 @@ target_train=train_accent  # target-domain (accent) adaptation sets
 target_dev=dev_accent
 std_test=test_std          # the source-domain test set
 accent_tests=""            # the target-domain test sets
+eval_sets=""               # more sets decoded and scored, shown in RESULTS.md in no average (e.g. dev sets)
+report_args=""             # extra hdmole.bin.report arguments (e.g. --micro-average --pooled NAME=SET,SET)
 lm_text=data/lm_train.txt  # text for the tokenizer and the LM stage
 lm_dev_text=data/lm_dev.txt
 lm_lexicon=""              # a lexicon (char pron) for the LM stage's homophone noise (data.lm_prefix in lm.yaml)
@@ -134,7 +136,7 @@ timed() {  # timed <stage> <name> <function>: runs a stage and appends its wall 
   log "done: $2 ($((SECONDS - start)) s)"
 }
 
-all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test $accent_tests" | tr ' ' '\n' | awk 'NF && !s[$0]++'; }
+all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test $accent_tests $eval_sets" | tr ' ' '\n' | awk 'NF && !s[$0]++'; }
 
 stage_features() {
   for set in $(all_sets); do
@@ -254,7 +256,7 @@ decoded_dirs() {  # the base model and every seed of every system
 decode_one() {  # decode_one <dir>: every test set in one call per job (the model is loaded once per job)
   local dir=$1 set fusion=()
   need "$exp_dir/$dir/best.pt" "$([ "$dir" = base ] && echo 3 || echo 5)"
-  for set in $std_test $accent_tests; do need "$data_dir/$set/utt2num_frames" 1; done
+  for set in $std_test $accent_tests $eval_sets; do need "$data_dir/$set/utt2num_frames" 1; done
   if [ "$ngram_order" -gt 0 ]; then
     need "$ngram" 2
     fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
@@ -268,7 +270,7 @@ decode_one() {  # decode_one <dir>: every test set in one call per job (the mode
 decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs through $decode_cmd, then merged
   local dir=$1 prefix=$2 set sets=() n=$decode_nj threads=()
   shift 2
-  for set in $std_test $accent_tests; do
+  for set in $std_test $accent_tests $eval_sets; do
     if [ "$n" -gt 1 ]; then
       # By utterance: the model keeps no per-speaker state (global CMVN), and the parts come out even.
       utils/split_data.sh --per-utt "$data_dir/$set" "$n"
@@ -286,7 +288,7 @@ decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs 
     --accents "$accents" --batch-frames "$decode_batch_frames" "${threads[@]}" $(adapter_args "$dir") \
     "${sets[@]}" "$@" $decode_args || die "decoding $dir failed (logs: $exp_dir/$dir/log/$prefix.*.log)"
   [ "$n" -gt 1 ] || return 0
-  for set in $std_test $accent_tests; do
+  for set in $std_test $accent_tests $eval_sets; do
     local out=$exp_dir/$dir/${prefix}_$set
     # shellcheck disable=SC2046
     python -m hdmole.bin.merge_decode --data "$data_dir/$set" --out "$out" $(for j in $(seq "$n"); do echo "$out/split$n/$j"; done)
@@ -317,7 +319,7 @@ stage_report() {
   for system in base $report; do
     for dir in $([ "$system" = base ] && echo base || seed_dirs "$system"); do
       for decoding in "${decodings[@]}"; do
-        for set in $std_test $accent_tests; do
+        for set in $std_test $accent_tests $eval_sets; do
           need "$exp_dir/$dir/${decoding}_$set/text" 6
           python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$dir/${decoding}_$set/text" \
             --accents "$accents" --out "$exp_dir/$dir/${decoding}_$set" 2>>"$exp_dir/score.log"
@@ -336,11 +338,12 @@ stage_report() {
   local notes=()
   [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
   [ -f "$exp_dir/run_commands.txt" ] && notes+=(--run-commands "$exp_dir/run_commands.txt")
+  [ -n "$eval_sets" ] && notes+=(--extra-sets $eval_sets)
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
     --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" \
-    --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}"
+    --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}" $report_args
 }
 
 names=(features lm base router adapt decode report)

@@ -66,7 +66,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=1, help="seeds per system (<system>, <system>_seed2, ...)")
     parser.add_argument("--router-dir", type=Path, help="the router stage's exp dir (router_<set>.json)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
+    parser.add_argument("--micro-average", action="store_true",
+                        help="also the accent CER pooled over the accent sets' characters (micro), beside their mean")
+    parser.add_argument("--pooled", action="append", default=[], metavar="NAME=SET,SET,...",
+                        help="a column with the CER of these scored test sets pooled as one (e.g. a corpus' whole test "
+                             "set: 'KeSpeech test=test_Mandarin,test_Beijing,...'); repeatable")
+    parser.add_argument("--extra-sets", nargs="+", default=[],
+                        help="more scored sets shown as columns, in no average (e.g. dev sets)")
     args = parser.parse_args(argv)
+    pooled = []
+    for item in args.pooled:
+        name, _, sets = item.partition("=")
+        if not name or not sets:
+            parser.error(f"--pooled {item!r}: expected NAME=SET,SET,...")
+        pooled.append((name, sets.split(",")))
+    pooled += [(s.removeprefix("test_"), [s]) for s in args.extra_sets]
 
     from hdmole.files import atomic_write_text
     from hdmole.report.provenance import config_list, git_state, machine_description
@@ -81,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
               "run the training and decoding stages for them first (or leave them out of --systems)", file=sys.stderr)
         return 1
     test_sets = [args.std_set, *args.accent_sets]
+    test_sets += sorted({s for _, sets in pooled for s in sets} - set(test_sets))
     tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds) for s in args.systems] for d in args.decodings}
     rows = tables[args.decodings[0]]
     unscored = [f"{r.name}/decode_{t}" for r in rows for t in test_sets if r.cer.get(t) is None]
@@ -131,10 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         how = decoding_description(args.exp_dir, args.std_set, decoding)
         title = "Comparison" if index == 0 else "The same systems, LLM alone"
         parts += [f"## {title}{': ' + how if how else ''}\n",
-                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets; "
+                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets"
+                  + (" (macro; *micro*: their errors over their characters)" if args.micro_average else "") + "; "
                   "*% of full FT* is the trainable parameter count relative to full fine-tuning of the adapted module; "
                   f"train time is the wall time of the adaptation.{seeds_note}\n",
-                  markdown_table(tables[decoding], args.accent_sets, args.std_set, label)]
+                  markdown_table(tables[decoding], args.accent_sets, args.std_set, label, args.micro_average, pooled)]
         intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
                                      args.bootstrap)
         if intervals:
