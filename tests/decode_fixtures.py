@@ -12,6 +12,7 @@ import yaml
 from models_fixtures import tiny_conf
 
 from hdmole.bin.train_tokenizer import train_tokenizer
+from hdmole.models.checkpoint import pretrained_parts
 from hdmole.models.llm_asr import build_model
 from hdmole.nn import HDMoLEConfig, adapter_state_dict, inject
 from hdmole.text.tokenizer import build_tokenizer
@@ -19,8 +20,10 @@ from hdmole.text.tokenizer import build_tokenizer
 UTTS = {"spk1-a": ("你好世界", "north", 83), "spk1-b": ("世界", "north", 45), "spk2-a": ("好世界你", "south", 120)}
 
 
-def make_decode_setup(root: Path) -> dict:
-    """Writes everything under root; returns root, data, config, tokenizer and the model (adapter injected)."""
+def make_decode_setup(root: Path, model_conf: dict | None = None) -> dict:
+    """Writes everything under root; returns root, data, config, tokenizer and the model (adapter injected).
+    ``model_conf``: another model config (default: the tiny Conformer one); the base checkpoint leaves out its
+    pre-trained parts (``name_or_path``), as the base stage saves it."""
     data = root / "data"
     data.mkdir()
     (root / "dump").mkdir()  # the ark beside the data dir, as a recipe's dump dir holds it (split_data.sh splits text)
@@ -38,13 +41,15 @@ def make_decode_setup(root: Path) -> dict:
     spm = train_tokenizer([data], root / "char")
     tok_conf = {"type": "sentencepiece", "model": str(spm)}
     tokenizer = build_tokenizer(tok_conf)
-    model_conf = tiny_conf(router=True, prompt="你好")
+    model_conf = model_conf or tiny_conf(router=True, prompt="你好")
     config = root / "config.yaml"
     config.write_text(yaml.safe_dump({"mode": "adapt", "model": model_conf, "tokenizer": tok_conf},
                                      allow_unicode=True), encoding="utf-8")
     torch.manual_seed(0)
     model = build_model(model_conf, tokenizer, num_accents=2).eval()
-    torch.save({"model": model.state_dict(), "mode": "base"}, root / "base.pt")
+    pretrained = pretrained_parts(model_conf)
+    base = {k: v for k, v in model.state_dict().items() if k.split(".", 1)[0] not in pretrained}
+    torch.save({"model": base, "mode": "base"}, root / "base.pt")
     adapter_conf = HDMoLEConfig(rank=2, num_domains=2)
     inject(model, adapter_conf, ["projector.linear1", "projector.linear2"])
     with torch.no_grad():

@@ -54,6 +54,48 @@ def test_run_pl_ignores_cluster_options_and_takes_one_job_index(tmp_path):
     assert not (tmp_path / "log/a.1.log").exists()
 
 
+FAKE_NVIDIA_SMI = """#!/bin/sh
+[ "$1" = -L ] || exit 2
+for i in 0 1 2 3; do echo "GPU $i: NVIDIA H100 80GB HBM3 (UUID: GPU-000$i)"; done
+"""
+NO_DRIVER_NVIDIA_SMI = "#!/bin/sh\necho 'NVIDIA-SMI has failed because it could not communicate with the driver' >&2\nexit 9\n"
+
+
+def _job_cards(tmp_path, nvidia_smi: str, cuda_visible: str | None, *args) -> list[str]:
+    """The CUDA_VISIBLE_DEVICES each job of run.pl --gpu ... JOB=1:4 saw ('unset' when it had none)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    (bin_dir / "nvidia-smi").write_text(nvidia_smi)
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k != "CUDA_VISIBLE_DEVICES"}
+    env.update(PATH=f"{bin_dir}:{os.environ['PATH']}", LC_ALL="C")
+    if cuda_visible is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cuda_visible
+    r = subprocess.run([str(UTILS / "run.pl"), *args, "JOB=1:4", str(tmp_path / "g.JOB.log"),
+                        'echo "cards=${CUDA_VISIBLE_DEVICES-unset}"'], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    return [re.search(r"^cards=(.*)$", (tmp_path / f"g.{j}.log").read_text(), re.M).group(1) for j in range(1, 5)]
+
+
+def test_run_pl_gpu_gives_every_job_its_own_card(tmp_path):
+    # the cards nvidia-smi -L lists, one per job
+    assert _job_cards(tmp_path, FAKE_NVIDIA_SMI, None, "--gpu", "1") == ["0", "1", "2", "3"]
+    # the caller's CUDA_VISIBLE_DEVICES wins (a scheduler gave it these cards)
+    assert _job_cards(tmp_path, FAKE_NVIDIA_SMI, "4,5,6,7", "--gpu", "1") == ["4", "5", "6", "7"]
+    # more jobs than cards: round robin; two cards a job
+    assert _job_cards(tmp_path, FAKE_NVIDIA_SMI, "2,3", "--gpu", "1") == ["2", "3", "2", "3"]
+    assert _job_cards(tmp_path, FAKE_NVIDIA_SMI, None, "--gpu=2") == ["0,1", "2,3", "0,1", "2,3"]
+    assert "# CUDA_VISIBLE_DEVICES=2,3" in (tmp_path / "g.2.log").read_text()  # the log says which
+
+
+def test_run_pl_gpu_sets_nothing_without_cards_or_without_gpu(tmp_path):
+    assert _job_cards(tmp_path, NO_DRIVER_NVIDIA_SMI, None, "--gpu", "1") == ["unset"] * 4
+    assert _job_cards(tmp_path, FAKE_NVIDIA_SMI, None) == ["unset"] * 4  # no --gpu: the jobs are CPU jobs
+    assert _job_cards(tmp_path, FAKE_NVIDIA_SMI, None, "--gpu", "0") == ["unset"] * 4
+    r = run(UTILS / "run.pl", "--gpu", "one", tmp_path / "x.log", "true")
+    assert r.returncode == 1 and "--gpu takes a number" in r.stderr
+
+
 def test_run_pl_names_every_failed_job(tmp_path):
     r = run(UTILS / "run.pl", "JOB=1:4", tmp_path / "f.JOB.log", "test $((JOB % 2)) -eq 0 || exit 1")
     assert r.returncode == 1

@@ -25,7 +25,9 @@ SPECIAL = {
     ("train_phase2", "Ji-Lu", 0): ("他 说 的<SIL>是 实话<QUESTIONMARK>", "他说的是实话"),
     ("train_phase2", "Zhongyuan", 0): ("<MUSIC>学生上课", None),
     ("dev_phase1", "Beijing", 0): ("ＡＢＣ，学生上课<EXCLAMATIONPOINT>", "ABC学生上课"),
-    ("test", "Mandarin", 1): ("<NOISE>", None),
+    ("test", "Mandarin", 1): ("<NOISE>", None),  # nothing left once the tag is stripped: dropped
+    # a test utterance with noise tags: kept, the tags stripped (only training drops them)
+    ("test", "Beijing", 1): ("<SPOKEN_NOISE>学生<NOISE>上课<PERIOD>", "学生上课"),
 }
 # Utterances per (part, subdialect): train_kespeech keeps 3 per subdialect but Beijing and Zhongyuan (2).
 PER_PART = {"train_phase1": 2, "train_phase2": 1, "dev_phase1": 1, "dev_phase2": 1, "test": 1}
@@ -99,7 +101,7 @@ def recipe_checkout(root: Path) -> Path:
     """egs/kespeech as links under ``root`` so that run.sh writes data/, dump/, exp/ there, not in the repo."""
     recipe = root / "egs" / "kespeech"
     recipe.mkdir(parents=True)
-    for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local", "path.sh", "utils"):
+    for name in ("run.sh", "db.sh", "cmd.sh", "conf", "local", "path.sh", "utils", "RESULTS.notes.md"):
         (recipe / name).symlink_to(RECIPE / name)
     (root / "egs" / "TEMPLATE").symlink_to(ROOT / "egs" / "TEMPLATE")
     return recipe
@@ -132,7 +134,8 @@ def test_stage0_writes_valid_sorted_data_dirs_with_cleaned_text(trees):
     result = stage0(recipe, kespeech, aishell)
     assert result.returncode == 0, result.stderr[-3000:]
     data = recipe / "data"
-    expected_sets = {"train_aishell", "dev_aishell", "test_aishell", "train_kespeech", "dev_kespeech",
+    expected_sets = {"train_aishell", "dev_aishell", "test_aishell", "train_kespeech", "dev_kespeech", "dev_phase1",
+                     "dev_phase2",
                      *(f"test_{s}" for s in SUBDIALECTS)}
     assert {p.name for p in data.iterdir() if (p / "wav.scp").is_file()} == expected_sets
     assert (data / "accents.txt").read_text().split() == SUBDIALECTS
@@ -143,9 +146,12 @@ def test_stage0_writes_valid_sorted_data_dirs_with_cleaned_text(trees):
     assert counts == EXPECTED_TRAIN
     dev = list(read_table(data / "dev_kespeech" / "utt2accent").values())
     assert sorted(dev) == sorted(SUBDIALECTS * 2)  # dev_phase1 + dev_phase2, one per subdialect each
+    for phase in ("dev_phase1", "dev_phase2"):  # and each phase alone (icefall's rows)
+        assert sorted(read_table(data / phase / "utt2accent").values()) == sorted(SUBDIALECTS)
     for s in SUBDIALECTS:
         assert set(read_table(data / f"test_{s}" / "utt2accent").values()) == {s}
-    assert len(read_table(data / "test_Mandarin" / "text")) == 1  # its <NOISE> utterance dropped
+    assert len(read_table(data / "test_Mandarin" / "text")) == 1  # its <NOISE> utterance dropped (empty)
+    assert read_table(data / "test_Beijing" / "text")[f"{speaker_of('Beijing')}_tt01"] == "学生上课"
 
     # Cleaned text: punctuation/silence tags stripped, spaces removed, full-width folded.
     text = read_table(data / "train_kespeech" / "text")

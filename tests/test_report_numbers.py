@@ -55,7 +55,7 @@ def write_text(path: Path, rows: dict[str, str]) -> None:
     path.write_text("".join(f"{u} {t}\n" for u, t in sorted(rows.items())), encoding="utf-8")
 
 
-def test_results_table_numbers_are_recomputed_from_their_source_files(tmp_path):
+def _scored_exp(tmp_path) -> Path:
     exp = tmp_path / "exp"
     for system, sets in HYPS.items():
         (exp / system).mkdir(parents=True)
@@ -66,6 +66,11 @@ def test_results_table_numbers_are_recomputed_from_their_source_files(tmp_path):
             write_text(out / "text", hyps)
             assert score.main(["--ref", str(tmp_path / "data" / test_set / "text"), "--hyp", str(out / "text"),
                                "--out", str(out)]) == 0
+    return exp
+
+
+def test_results_table_numbers_are_recomputed_from_their_source_files(tmp_path):
+    exp = _scored_exp(tmp_path)
     results = tmp_path / "RESULTS.md"
     assert report.main(["--exp-dir", str(exp), "--systems", *HYPS, "--std-set", STD_SET, "--accent-sets",
                         *ACCENT_SETS, "--out", str(results)]) == 0
@@ -92,3 +97,25 @@ def test_results_table_numbers_are_recomputed_from_their_source_files(tmp_path):
         else:  # the base model adapts nothing
             assert (row["total learned"], row["% of full FT (total)"], row["train time (s)"]) == ("0", "–", "–")
     assert table["hdmole"]["% of full FT (total)"] == "9.6"  # 393 / 4096 (no router in these summaries)
+
+
+def test_micro_and_macro_averages_and_a_pooled_column(tmp_path):
+    """--micro-average: the accent CER pooled over the accent sets' characters beside their mean; --pooled: a
+    column of several sets as one (KeSpeech's whole test set from its per-subdialect sets, each utterance
+    decoded once); --extra-sets: columns in no average (dev sets)."""
+    exp = _scored_exp(tmp_path)
+    results = tmp_path / "RESULTS.md"
+    assert report.main(["--exp-dir", str(exp), "--systems", *HYPS, "--std-set", STD_SET, "--accent-sets",
+                        *ACCENT_SETS, "--out", str(results), "--micro-average", "--pooled",
+                        f"all={STD_SET},{','.join(ACCENT_SETS)}", "--extra-sets", "test_A"]) == 0
+    table = results_table(results.read_text(encoding="utf-8"))
+    for system, sets in HYPS.items():
+        row = table[system]
+        cers = {s: cer(REFS[s], sets[s]) for s in sets}
+        assert row["avg accent (macro)"] == f"{sum(cers[s] for s in ACCENT_SETS) / len(ACCENT_SETS):.2f}"
+        micro = cer({u: r for s in ACCENT_SETS for u, r in REFS[s].items()},
+                    {u: h for s in ACCENT_SETS for u, h in sets[s].items()})
+        assert row["avg accent (micro)"] == f"{micro:.2f}", system
+        everything = cer({u: r for s in REFS for u, r in REFS[s].items()}, {u: h for s in sets for u, h in sets[s].items()})
+        assert row["all"] == f"{everything:.2f}", system
+        assert row["A"] == f"{cers['test_A']:.2f}"

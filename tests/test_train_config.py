@@ -52,3 +52,20 @@ def test_lm_prefix_section(config):
 def test_missing_model_file(config, tmp_path):
     with pytest.raises(ConfigError, match="model config nowhere.yaml does not exist"):
         load_train_config(config, ["model=nowhere.yaml"])
+
+
+def test_global_batches_set_accum_grad_from_the_number_of_processes(config):
+    from hdmole.train.config import accum_grad_for
+
+    c, _ = load_train_config(config, ["optim.global_batches=8"])
+    assert [accum_grad_for(c.optim, world) for world in (1, 2, 8, 16)] == [8, 4, 1, 1]
+    assert accum_grad_for(c.optim, 3) == 3  # 9 batches: the nearest global batch (the trainer logs it)
+    plain, _ = load_train_config(config, ["optim.accum_grad=3"])
+    assert [accum_grad_for(plain.optim, world) for world in (1, 8)] == [3, 3]  # no global batch: as given
+    with pytest.raises(ConfigError, match="remove optim.accum_grad"):
+        load_train_config(config, ["optim.global_batches=8", "optim.accum_grad=2"])
+    with pytest.raises(ConfigError, match="optim.global_batches must be >= 1"):
+        load_train_config(config, ["optim.global_batches=0"])
+    assert load_train_config(config, ["dtype=float16"])[0].dtype == "float16"
+    with pytest.raises(ConfigError, match="dtype must be float32, bfloat16 or float16"):
+        load_train_config(config, ["dtype=fp16"])

@@ -13,10 +13,13 @@ trainer that averaged per-batch means instead of normalising over the whole step
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
-from train_fixtures import SYSTEMS, Corpus, assert_same_training, train_ddp
+from train_fixtures import SYSTEMS, Corpus, assert_same_training, step_log, train_ddp
 
 from hdmole.bin import train
 from hdmole.data import build_dataloader
@@ -42,6 +45,11 @@ class ConcatenatedRanks:
 
     def __len__(self) -> int:
         return min(len(s) for s in self.samplers)
+
+
+def dev_records(exp_dir) -> list[dict]:
+    lines = (exp_dir / "train_log.jsonl").read_text().splitlines()
+    return [r for r in map(json.loads, lines) if "dev_loss" in r]
 
 
 def rank_loaders(trainer: Trainer, world: int = 2) -> list[DataLoader]:
@@ -105,6 +113,11 @@ def test_two_process_ddp_equals_one_process_on_the_concatenated_batches(corpus, 
     assert result.returncode == 0, result.stderr[-3000:]
     assert "parameters agree across 2 ranks" in (tmp_path / "ddp" / "train.log").read_text()
     assert_same_training(concat_runs[system], tmp_path / "ddp")
+    # Validation: each rank its share of the dev batches, the sums all-reduced = one process on the whole set.
+    dev = [dev_records(concat_runs[system]), dev_records(tmp_path / "ddp")]
+    assert [r["step"] for r in dev[1]] == [r["step"] for r in dev[0]] == list(range(1, STEPS + 1))
+    for key in ("dev_loss", "dev_acc"):
+        np.testing.assert_allclose([r[key] for r in dev[1]], [r[key] for r in dev[0]], rtol=1e-5, err_msg=key)
 
 
 @pytest.mark.parametrize("system", list(SYSTEMS))
@@ -114,3 +127,18 @@ def test_gradient_accumulation_equals_one_process_on_the_concatenated_batches(co
     assert_same_training(concat_runs[system], tmp_path / "accum")
     # Half the steps of an unaccumulated run over the same batches: the optimizer stepped once per pair.
     assert torch.load(tmp_path / "accum" / "last.pt", weights_only=False)["batch_in_epoch"] == 2 * STEPS
+
+
+def test_a_global_batch_trains_the_same_on_one_process_or_two(corpus, tmp_path):
+    """optim.global_batches: 2 is accum_grad 2 on one process and 1 on two (torchrun): the same steps, the same
+    learning rate at each (a warmup in optimizer steps), the same weights."""
+    optim = {"max_steps": STEPS, "global_batches": 2, "scheduler": "linear", "warmup_steps": 2}
+    config = corpus.config("global_batches", "hdmole", optim=optim)
+    assert train.main(["--config", str(config), "--exp-dir", str(tmp_path / "one")]) == 0
+    result = train_ddp(config, tmp_path / "two")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert_same_training(tmp_path / "one", tmp_path / "two")
+    lrs = [[r["lr"] for r in step_log(tmp_path / run)] for run in ("one", "two")]
+    assert lrs[0] == lrs[1] and len(lrs[0]) == STEPS and lrs[0][0] < lrs[0][1]  # warming up, in optimizer steps
+    summaries = [json.loads((tmp_path / run / "train_summary.json").read_text()) for run in ("one", "two")]
+    assert [(s["world_size"], s["accum_grad"]) for s in summaries] == [(1, 2), (2, 1)]

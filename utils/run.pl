@@ -9,20 +9,27 @@
 # command, start time, output, exit code and run time into its own log. If any job fails it says how
 # many failed and which, where the logs are, shows the end of the first failed log, and exits 1.
 # utils/slurm.pl takes the same arguments and runs the jobs on a SLURM cluster (cmd.sh picks one).
+#
+# --gpu N gives every job N cards of its own through CUDA_VISIBLE_DEVICES (as a cluster's scheduler does):
+# job k gets the next N of the cards in the caller's CUDA_VISIBLE_DEVICES, or of those `nvidia-smi -L`
+# lists when it is unset, round robin (more jobs than cards share them); with no card nothing is set.
 set -u
 job_runner=run.pl
 . "$(dirname "${BASH_SOURCE[0]}")/job_lib.sh"
 
 max_jobs=0
-usage="Usage: $0 [--max-jobs-run N] [VAR=START:END] <log-file> <command...>"
+gpu=0
+usage="Usage: $0 [--max-jobs-run N] [--gpu N] [VAR=START:END] <log-file> <command...>"
 while [ $# -gt 0 ]; do
   case "$1" in
     --max-jobs-run) max_jobs=$2; shift 2 ;;
     --max-jobs-run=*) max_jobs=${1#*=}; shift ;;
-    # The resource options of a cluster runner (slurm.pl) are accepted and ignored, so that cmd.sh's
+    --gpu) gpu=$2; shift 2 ;;
+    --gpu=*) gpu=${1#*=}; shift ;;
+    # The other resource options of a cluster runner (slurm.pl) are accepted and ignored, so that cmd.sh's
     # "run.pl --mem 4G --gpu 1" and "slurm.pl --mem 4G --gpu 1" differ in the runner's name only.
-    --mem|--num-threads|--gpu|--time|--config) shift 2 ;;
-    --mem=*|--num-threads=*|--gpu=*|--time=*|--config=*) shift ;;
+    --mem|--num-threads|--time|--config) shift 2 ;;
+    --mem=*|--num-threads=*|--time=*|--config=*) shift ;;
     -h|--help) echo "$usage"; exit 0 ;;
     --*) echo "run.pl: unknown option $1 ($usage)" >&2; exit 1 ;;
     *) break ;;
@@ -35,15 +42,39 @@ logfile=$1; shift
 check_log_name "$logfile"
 [[ "$max_jobs" =~ ^[0-9]+$ ]] || { echo "run.pl: --max-jobs-run takes a number, not '$max_jobs'" >&2; exit 1; }
 cmd=$(job_command "$@")
+[[ "$gpu" =~ ^[0-9]+$ ]] || { echo "run.pl: --gpu takes a number, not '$gpu'" >&2; exit 1; }
+
+gpu_cards=()  # the cards the jobs share out (--gpu N > 0)
+if [ "$gpu" -gt 0 ]; then
+  if [ -n "${CUDA_VISIBLE_DEVICES+set}" ]; then
+    IFS=, read -ra gpu_cards <<<"$CUDA_VISIBLE_DEVICES"
+  elif command -v nvidia-smi >/dev/null 2>&1; then
+    mapfile -t gpu_cards < <(nvidia-smi -L 2>/dev/null | sed -n 's/^GPU \([0-9][0-9]*\):.*/\1/p')
+  fi
+fi
+
+job_cards() {  # job_cards <job index>: the comma-separated cards of that job (empty: none)
+  local n=${#gpu_cards[@]} per=$gpu first j out=""
+  [ "$n" -gt 0 ] || return 0
+  [ "$per" -le "$n" ] || per=$n
+  first=$(( ($1 - job_start) * per ))
+  for ((j = 0; j < per; j++)); do out+="${out:+,}${gpu_cards[$(( (first + j) % n ))]}"; done
+  printf '%s' "$out"
+}
 
 run_one() {  # $1 = job index
-  local id=$1 log cmd_i t0 rc
+  local id=$1 log cmd_i t0 rc cards
   log=$(job_log "$logfile" "$id"); cmd_i=$cmd
   [ -n "$job_var" ] && cmd_i=${cmd_i//$job_var/$id}
   mkdir -p "$(dirname "$log")"
   t0=$(date +%s)
-  { echo "# $cmd_i"; echo "# Started at $(date)"; echo "#"; } >"$log"
-  bash -c "$cmd_i" >>"$log" 2>&1 </dev/null
+  cards=$(job_cards "$id")
+  { echo "# $cmd_i"; echo "# Started at $(date)"; [ -z "$cards" ] || echo "# CUDA_VISIBLE_DEVICES=$cards"; echo "#"; } >"$log"
+  if [ -n "$cards" ]; then
+    CUDA_VISIBLE_DEVICES=$cards bash -c "$cmd_i" >>"$log" 2>&1 </dev/null
+  else
+    bash -c "$cmd_i" >>"$log" 2>&1 </dev/null
+  fi
   rc=$?
   { echo "# Accounting: time=$(( $(date +%s) - t0 )) threads=1"; echo "# Ended (code $rc) at $(date)"; } >>"$log"
   return $rc

@@ -7,7 +7,8 @@
 #                --feats-type raw only utt2num_frames + frontend.json per set (the loader computes the features)
 #   2 lm         sentencepiece tokenizer on the LM text, then text-only LLM pretraining (if conf/lm.yaml)
 #   3 base       source-domain LLM-ASR training (conf/base.yaml)
-#   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml)
+#   4 router     HDMoLE's router pre-training: the global accent router alone (conf/router.yaml), and its
+#                evaluation (hdmole.bin.eval_router; in stage 6 with several nodes, which must not wait for it)
 #   5 adapt      HDMoLE's adaptation: one exp dir per comparison system, conf/adapt.yaml composed with the
 #                system's method, the top-level conf/systems/<system>.yaml (docs/configs.md)
 #   6 decode     every system (and the base model) on every test set
@@ -40,6 +41,8 @@ target_train=train_accent  # target-domain (accent) adaptation sets
 target_dev=dev_accent
 std_test=test_std          # the source-domain test set
 accent_tests=""            # the target-domain test sets
+eval_sets=""               # more sets decoded and scored, shown in RESULTS.md in no average (e.g. dev sets)
+report_args=""             # extra hdmole.bin.report arguments (e.g. --micro-average --pooled NAME=SET,SET)
 lm_text=data/lm_train.txt  # text for the tokenizer and the LM stage
 lm_dev_text=data/lm_dev.txt
 lm_lexicon=""              # a lexicon (char pron) for the LM stage's homophone noise (data.lm_prefix in lm.yaml)
@@ -62,6 +65,7 @@ feature_type=fbank         # fbank | whisper (Whisper's own log-mel, for a pre-t
 num_mel_bins=80            # whisper: 80, or 128 for whisper-large-v3
 use_cmvn=true              # global CMVN from the source training set (false for Whisper log-mel: already scaled)
 decode_args=""             # extra arguments for every hdmole.bin.decode call, last (e.g. --device cuda --nj 1)
+eval_args=""               # extra arguments for hdmole.bin.eval_router and routing_stats (e.g. --device cuda --num-workers 4)
 pitch=false                # fbank only: append 3 pitch features (Kaldi's fbank+pitch, for tonal languages)
 ctc_text=""                # CTC on units of this data-dir file (e.g. pinyin: tonal syllables), not on the LLM's tokens;
                            # stage 2 lists the units of the source training set in <data>/lang/<ctc_text>.units
@@ -138,7 +142,7 @@ timed() {  # timed <stage> <name> <function>: runs a stage and appends its wall 
   log "done: $2 ($((SECONDS - start)) s)"
 }
 
-all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test $accent_tests" | tr ' ' '\n' | awk 'NF && !s[$0]++'; }
+all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test $accent_tests $eval_sets" | tr ' ' '\n' | awk 'NF && !s[$0]++'; }
 
 stage_features() {
   for set in $(all_sets); do
@@ -207,11 +211,18 @@ stage_router() {
   need "$exp_dir/base/best.pt" 3
   train "$conf_dir/router.yaml" "$exp_dir/router" --override "init=[$exp_dir/base/best.pt]" \
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
-  # Accuracy, recall per domain and the confusion matrix, on the dev set and on every test set.
-  is_first_node || return 0
-  [ -f "$exp_dir/router/router_test_all.json" ] || python -m hdmole.bin.eval_router \
+  # With several nodes the other nodes go straight on to stage 5's torchrun, whose rendezvous would time out
+  # while node 0 alone evaluated the router here: then stage 6 (node 0's) evaluates it.
+  [ "$num_nodes" -le 1 ] || { log "router evaluation: in stage 6 (several nodes: nothing node 0's alone between trainings)"; return 0; }
+  router_eval
+}
+
+router_eval() {  # accuracy, recall per domain and the confusion matrix, on the dev set and on every test set
+  [ -f "$exp_dir/router/router_test_all.json" ] && return 0
+  # shellcheck disable=SC2086
+  python -m hdmole.bin.eval_router \
     --config "$exp_dir/router/config.yaml" --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/router/best.pt" \
-    --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router"
+    --accents "$accents" --data "$data_dir/$target_dev" --data "$(test_all)" --out "$exp_dir/router" $eval_args
 }
 
 stage_adapt() {
@@ -270,7 +281,7 @@ decoded_dirs() {  # the base model, every seed of every system, and the source g
 decode_one() {  # decode_one <dir>: every test set in one call per job (the model is loaded once per job)
   local dir=$1 set fusion=()
   need "$exp_dir/$dir/best.pt" "$([ "$dir" = base ] && echo 3 || echo 5)"
-  for set in $std_test $accent_tests; do need "$data_dir/$set/utt2num_frames" 1; done
+  for set in $std_test $accent_tests $eval_sets; do need "$data_dir/$set/utt2num_frames" 1; done
   if [ "$ngram_order" -gt 0 ]; then
     need "$ngram" 2
     fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
@@ -295,7 +306,7 @@ decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs 
   # By utterance: the model keeps no per-speaker state (global CMVN), and the parts come out even; a system
   # routed by speaker pools each speaker's utterances, so its parts hold whole speakers.
   if speaker_routed "$dir"; then split=(); fi
-  for set in $std_test $accent_tests; do
+  for set in $std_test $accent_tests $eval_sets; do
     if [ "$n" -gt 1 ]; then
       utils/split_data.sh "${split[@]}" "$data_dir/$set" "$n"
       part=split$n; [ ${#split[@]} -gt 0 ] && part=split${n}utt
@@ -315,7 +326,7 @@ decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs 
     --accents "$accents" --batch-frames "$decode_batch_frames" "${threads[@]}" $(adapter_args "$dir") \
     "${sets[@]}" "$@" $decode_args || die "decoding $dir failed (logs: $exp_dir/$dir/log/$prefix.*.log)"
   [ "$n" -gt 1 ] || return 0
-  for set in $std_test $accent_tests; do
+  for set in $std_test $accent_tests $eval_sets; do
     local out=$exp_dir/$dir/${prefix}_$set
     # shellcheck disable=SC2046
     python -m hdmole.bin.merge_decode --data "$data_dir/$set" --out "$out" $(for j in $(seq "$n"); do echo "$out/split$n/$j"; done)
@@ -323,6 +334,7 @@ decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs 
 }
 
 stage_decode() {
+  if [ -f "$exp_dir/router/best.pt" ]; then router_eval; fi  # not done in stage 4 by a multi-node run
   log "decoding $(decoded_dirs | wc -l) models ($jobs at a time, $decode_nj job(s) each through $decode_cmd; logs in <exp>/<model>/log/)"
   # shellcheck disable=SC2046
   parallel decode_one $(decoded_dirs)
@@ -347,7 +359,7 @@ stage_report() {
       local these=("${decodings[@]}")
       speaker_routed "$dir" && these+=(decode_first1 decode_first3 decode_first10)
       for decoding in "${these[@]}"; do
-        for set in $std_test $accent_tests; do
+        for set in $std_test $accent_tests $eval_sets; do
           need "$exp_dir/$dir/${decoding}_$set/text" 6
           python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$dir/${decoding}_$set/text" \
             --accents "$accents" --out "$exp_dir/$dir/${decoding}_$set" 2>>"$exp_dir/score.log"
@@ -356,10 +368,11 @@ stage_report() {
     done
     # --if-routed: a system without a mixture of experts (full_ft, lora) is skipped with a message.
     if [ "$system" != base ] && [ ! -f "$exp_dir/$system/routing_test_all.json" ]; then
+      # shellcheck disable=SC2086
       python -m hdmole.bin.routing_stats --if-routed \
         --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
         --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
-        --out "$exp_dir/$system/routing_test_all.json"
+        --out "$exp_dir/$system/routing_test_all.json" $eval_args
     fi
     # The threshold's operating curve on the dev set (first seed); --if-thresholded: others are skipped.
     if [ "$system" != base ] && [ ! -f "$exp_dir/$system/threshold_curve.json" ]; then
@@ -380,11 +393,12 @@ stage_report() {
   [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
   [ -n "$source_gates" ] && notes+=(--source-gates $source_gates)
   [ -f "$exp_dir/run_commands.txt" ] && notes+=(--run-commands "$exp_dir/run_commands.txt")
+  [ -n "$eval_sets" ] && notes+=(--extra-sets $eval_sets)
   # shellcheck disable=SC2086
   python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
     --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
     --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" --data-dir "$data_dir" \
-    --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}"
+    --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}" $report_args
 }
 
 names=(features lm base router adapt decode report)

@@ -35,10 +35,14 @@ num_mel_bins=""             # default: the encoder's (local/model_info.py)
 systems=all                 # or a list: "lora hdmole" (python -m hdmole.bin.systems all lists them)
 std_test=test_aishell
 accent_tests="test_Beijing test_Southwestern test_Zhongyuan test_Northeastern test_Lan-Yin test_Jiang-Huai test_Ji-Lu test_Jiao-Liao"
+eval_sets="test_Mandarin dev_phase1 dev_phase2"  # decoded and scored too, in no average: KeSpeech's Mandarin test
+                            #   set (pooled with the accent sets into the whole KeSpeech test set) and dev phases
 exp_dir=""                  # default exp/<model config name>
 beam=1
 feats_type=raw              # raw: Whisper log-mel computed by the data loader (no ~300 GB of dumps); fbank: dumped
-decode_nj=1                 # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
+decode_nj=""                # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set (and, with
+                            #   --ngpu, on a card of its own: run.pl --gpu 1); default: --ngpu, or 1 on the CPU
+loader_workers=4            # with --ngpu: data loader workers of each decoding job, eval_router and routing_stats
 decode_batch_frames=20000
 train_args=""               # extra hdmole.bin.train arguments, e.g. "--override optim.max_steps=100"
 help_message="Usage: $0 [options]  (run inside egs/kespeech; see README.md)"
@@ -85,16 +89,26 @@ for dir in data/*/; do
 done
 [ -f data/accents.txt ] && cp data/accents.txt "$feat_data/accents.txt"
 
-decode_args=""
-[ "$ngpu" -gt 0 ] && decode_args="--device cuda"
+decode_args="" eval_args=""
+if [ "$ngpu" -gt 0 ]; then
+  decode_args="--device cuda --num-workers $loader_workers"
+  eval_args="--device cuda --num-workers $loader_workers"
+fi
+[ -n "$decode_nj" ] || decode_nj=$(( ngpu > 0 ? ngpu : 1 ))
+# RESULTS.md: the accent CER both as the mean over the subdialects (macro, the paper's) and pooled over their
+# characters (micro), and KeSpeech's whole test set (Mandarin + the subdialects, each utterance decoded once).
+pooled=""
+[[ " $eval_sets " == *" test_Mandarin "* ]] && pooled="--pooled KeSpeech=test_Mandarin,$(echo "$accent_tests" | tr -s ' ' ',')"
+report_args="--micro-average $pooled"
 log "model $model_conf, tokenizer $tokenizer, Whisper log-mel with $num_mel_bins bins, exp dir $exp_dir"
 run_shared_stages --ngpu "$ngpu" --nj "$nj" --num-nodes "$num_nodes" --node-rank "$node_rank" \
   --master-addr "$master_addr" --master-port "$master_port" --rdzv-endpoint "$rdzv_endpoint" \
   --source-train train_aishell --source-dev dev_aishell \
   --target-train train_kespeech --target-dev dev_kespeech \
-  --std-test "$std_test" --accent-tests "$accent_tests" \
+  --std-test "$std_test" --accent-tests "$accent_tests" --eval-sets "$eval_sets" --report-args "$report_args" \
   --tokenizer-conf "$tokenizer" \
   --feats-type "$feats_type" --feature-type whisper --num-mel-bins "$num_mel_bins" --use-cmvn false \
   --data-dir "$feat_data" --dump-dir "dump/whisper$num_mel_bins" --exp-dir "$exp_dir" \
   --beam "$beam" --decode-nj "$decode_nj" --decode-batch-frames "$decode_batch_frames" --decode-args "$decode_args" \
+  --eval-args "$eval_args" \
   --train-args "--override model=$model_conf $train_args"

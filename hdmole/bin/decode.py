@@ -69,6 +69,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "utterances, the online case (default: the model's pool_first_k; 0 = all)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--num-workers", type=int, default=0,
+                   help="data loader worker processes per job (raw audio: the features are computed there)")
     p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")
     p.add_argument("--verbose", action="store_true", help="on an error, print its traceback too (decode.log has it)")
     return p.parse_args(argv)
@@ -107,6 +109,7 @@ def decode_shard(job: dict) -> dict:
     from hdmole.data import AccentList, build_dataloader
     from hdmole.decode.search import decode_batch
     from hdmole.models.checkpoint import load_model_for_inference
+    from hdmole.models.precision import autocast, inference_autocast_dtype
     from hdmole.text.tokenizer import build_tokenizer
 
     torch.set_num_threads(job["threads"])
@@ -128,20 +131,24 @@ def decode_shard(job: dict) -> dict:
     loader = build_dataloader(job["data"], accents, max_frames=args.batch_frames, shuffle=False, seed=0,
                               cmvn=job["cmvn"])
     batches = loader.batch_sampler.batches[job["job_id"]:: job["nj"]]
-    shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn)
+    shard = DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
+                       num_workers=args.num_workers)
     hyps, refs, frames = {}, {}, 0
     start = time.perf_counter()
+    precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     pooled = None
     if getattr(model, "route_pooling", "utterance") == "speaker":  # the speaker's evidence, from the whole set
         from hdmole.models.speaker_routing import attach_route_logits, speaker_route_logits
 
         first_k = model.route_pool_first_k if args.speaker_first_k is None else args.speaker_first_k
-        pooled = speaker_route_logits(model, loader, args.device, first_k)
+        with autocast(args.device, precision):
+            pooled = speaker_route_logits(model, loader, args.device, first_k)
     for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
         if pooled is not None:
             batch = attach_route_logits(batch, pooled)
-        texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
-                             max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm, fusion=fusion)
+        with autocast(args.device, precision):
+            texts = decode_batch(model, batch, tokenizer, beam=args.beam, max_len=args.max_len,
+                                 max_len_ratio=args.max_len_ratio, length_norm=not args.no_length_norm, fusion=fusion)
         for utt, hyp, ref in zip(batch["utt_ids"], texts, batch["texts"]):
             # One line per utterance in a Kaldi text file: no newlines, no leading/doubled spaces.
             hyps[utt], refs[utt] = " ".join(hyp.split()), ref
@@ -153,7 +160,7 @@ def decode_shard(job: dict) -> dict:
 RECORD = "decode_inputs.json"
 # Options that change only the speed, not the hypotheses. Every other option, including any added later,
 # is part of the record (a new option is taken to change results until it is listed here).
-SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out"}
+SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out", "num_workers"}
 # Options naming files: recorded by their content (or version), not by their name.
 FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn", "ngram"}
 # Files are recorded by content, or by path, size and mtime above hdmole.files.HASH_LIMIT (256 MB).
@@ -206,6 +213,8 @@ def main(argv=None) -> int:
         raise SystemExit(f"error: {len(args.data)} --data but {len(args.out)} --out; give one output dir per data dir")
     if args.beam < 1 or args.nj < 1 or args.batch_frames < 1:
         raise SystemExit("error: --beam, --nj and --batch-frames must be >= 1")
+    if args.num_workers < 0:
+        raise SystemExit("error: --num-workers must be >= 0")
     from hdmole.logs import log_failure
 
     _setup_logging(None, args.verbose)

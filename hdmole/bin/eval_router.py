@@ -8,7 +8,8 @@ the confusion matrix, on each data set given.
 Writes ``<out>/router_<set>.json`` (``accuracy``, ``recall`` and ``precision`` per domain, ``confusion``:
 rows = true domain, columns = the router's argmax, in accents.txt order, ``mean_posterior`` per true
 domain, ``utterances``) and ``<out>/router_<set>.txt`` (the same as a table). Runs the encoder and the
-router only.
+router only: the LLM is not built (``encoder_side``), so the large model's router is evaluated without loading
+its 7B LLM; ``--device cuda`` puts it on the GPU.
 """
 
 from __future__ import annotations
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, action="append", help="data dir with feats.scp (repeatable)")
     p.add_argument("--out", required=True, type=Path, help="output dir")
     p.add_argument("--max-frames", type=int, default=20000, help="padded input frames per batch")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     p.add_argument("--verbose", action="store_true", help="on an error, print its traceback too")
     args = p.parse_args(argv)
 
@@ -104,24 +106,29 @@ def _evaluate(args) -> int:
 
     from hdmole.data import AccentList, build_dataloader
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+    from hdmole.models.precision import autocast, inference_autocast_dtype
 
     accents = AccentList.load(args.accents)
     names = list(accents.names)
-    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device)
+    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device,
+                                     encoder_side=True)
     if model.global_router is None:
         print(f"hdmole.bin.eval_router: the model of {args.config} has no global_router", file=sys.stderr)
         return 1
     cmvn = read_inference_config(args.config)[2]
+    precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     args.out.mkdir(parents=True, exist_ok=True)
     for data in args.data:
-        loader = build_dataloader(data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
+        loader = build_dataloader(data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn,
+                                  num_workers=args.num_workers)
         confusion = [[0] * len(names) for _ in names]
         posterior_sums = [[0.0] * len(names) for _ in names]
         logits, truths = {}, {}
         with torch.no_grad():
             for batch in tqdm(loader, desc=f"router on {Path(data).name}"):
-                enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-                rows = model.route_logits(enc_out, enc_lens).float().cpu()
+                with autocast(args.device, precision):
+                    enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
+                    rows = model.route_logits(enc_out, enc_lens).float().cpu()
                 for utt, truth, row in zip(batch["utt_ids"], batch["accents"].tolist(), rows):
                     logits[utt], truths[utt] = row, truth
                     posterior = row.softmax(-1).tolist()

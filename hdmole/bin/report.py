@@ -72,7 +72,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path,
                         help="the data dirs of the test sets (<data-dir>/<set>/utt2spk: the sentence id of an "
                              "utterance follows its speaker id; without it, the last '-' field of the id)")
+    parser.add_argument("--micro-average", action="store_true",
+                        help="also the accent CER pooled over the accent sets' characters (micro), beside their mean")
+    parser.add_argument("--pooled", action="append", default=[], metavar="NAME=SET,SET,...",
+                        help="a column with the CER of these scored test sets pooled as one (e.g. a corpus' whole test "
+                             "set: 'KeSpeech test=test_Mandarin,test_Beijing,...'); repeatable")
+    parser.add_argument("--extra-sets", nargs="+", default=[],
+                        help="more scored sets shown as columns, in no average (e.g. dev sets)")
     args = parser.parse_args(argv)
+    pooled = []
+    for item in args.pooled:
+        name, _, sets = item.partition("=")
+        if not name or not sets:
+            parser.error(f"--pooled {item!r}: expected NAME=SET,SET,...")
+        pooled.append((name, sets.split(",")))
+    pooled += [(s.removeprefix("test_"), [s]) for s in args.extra_sets]
 
     from hdmole.files import atomic_write_text
     from hdmole.report.provenance import config_list, git_state, machine_description
@@ -95,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     test_sets = [args.std_set, *args.accent_sets]
     router_dir = args.router_dir or args.exp_dir / "router"
     router_params = router_size(router_dir)
+    test_sets += sorted({s for _, sets in pooled for s in sets} - set(test_sets))
     tables = {d: [load_row(args.exp_dir / s, s, test_sets, d, args.seeds, router_params) for s in args.systems]
               for d in args.decodings}
     rows = tables[args.decodings[0]]
@@ -151,14 +166,15 @@ def main(argv: list[str] | None = None) -> int:
         how = decoding_description(args.exp_dir, args.std_set, decoding)
         title = "Comparison" if index == 0 else "The same systems, LLM alone"
         parts += [f"## {title}{': ' + how if how else ''}\n",
-                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets. "
+                  "CER in %, on normalised Chinese characters. *avg accent* is the mean over the accent test sets"
+                  + (" (macro; *micro*: their errors over their characters)" if args.micro_average else "") + ". "
                   "Parameters count everything a system learns in any stage: *stage-5 params* in the adaptation, "
                   "*router params* the global router learned in router pre-training (stage 4, with the accent labels) "
                   "for the systems that route by it (not the oracle, which uses the labels, nor local routing "
                   "alone); *total learned* is their sum (a router retrained in stage 5 counted once) and "
                   "*% of full FT (total)* that total relative to full fine-tuning of the adapted module; "
                   f"train time is the wall time of the adaptation.{seeds_note}\n",
-                  markdown_table(tables[decoding], args.accent_sets, args.std_set, label)]
+                  markdown_table(tables[decoding], args.accent_sets, args.std_set, label, args.micro_average, pooled)]
         intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
                                      args.bootstrap, args.confidence, args.data_dir)
         if intervals:

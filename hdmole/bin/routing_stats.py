@@ -5,7 +5,7 @@
         --data data/test_all --accents data/accents.txt --out exp/hdmole/routing_test_all.json
 
 Runs only the encoder, the global router and the projector (the LLM is not needed to see how tokens
-are routed) with hdmole.nn.RoutingStatsRecorder, labelling each utterance with its accent. The JSON
+are routed, and is not built: ``encoder_side``) with hdmole.nn.RoutingStatsRecorder, labelling each utterance with its accent. The JSON
 has, per HDMoLE layer: the mean number of active experts per token, the threshold, and the mean
 routing weight per expert, in total and per accent (``by_domain``), plus ``_accents`` (their order).
 Padding frames of a batch are counted like speech frames; length-bucketed batches keep them few.
@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cmvn", default=None, help="global CMVN stats (default: data.cmvn of the training config)")
     parser.add_argument("--max-frames", type=int, default=20000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda | cuda:N")
+    parser.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--if-routed", action="store_true",
                         help="when the last checkpoint has no mixture of experts, say so and exit 0 (default: exit 1)")
@@ -77,11 +78,14 @@ def run(args) -> int:
     from hdmole.data import AccentList, build_dataloader
     from hdmole.files import atomic_write_text
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+    from hdmole.models.precision import autocast, inference_autocast_dtype
     from hdmole.nn import RoutingStatsRecorder
 
     accents = AccentList.load(args.accents)
-    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device)
+    model = load_model_for_inference(args.config, args.checkpoint, num_accents=len(accents), device=args.device,
+                                     encoder_side=True)
     cmvn = args.cmvn or read_inference_config(args.config)[2]
+    precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
     model.eval()
     try:
         recorder = RoutingStatsRecorder(model)
@@ -89,20 +93,23 @@ def run(args) -> int:
         print(f"hdmole.bin.routing_stats: the model of {args.checkpoint[-1]} has no mixture of experts "
               "(a single LoRA or full fine-tuning routes nothing)", file=sys.stderr)
         return 1
-    loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn)
+    loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn,
+                              num_workers=args.num_workers)
     pooled = None
     if getattr(model, "route_pooling", "utterance") == "speaker":
         from hdmole.models.speaker_routing import speaker_route_logits
 
-        pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k)
+        with autocast(args.device, precision):
+            pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k)
     with torch.no_grad(), recorder:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
-            enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
-            route_logits = None if pooled is None else torch.stack([pooled[u] for u in batch["utt_ids"]])
-            probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"), route_logits)
-            with model.routing(probs):
-                model.project(enc_out, enc_lens)
+            with autocast(args.device, precision):
+                enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
+                route_logits = None if pooled is None else torch.stack([pooled[u] for u in batch["utt_ids"]])
+                probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"), route_logits)
+                with model.routing(probs):
+                    model.project(enc_out, enc_lens)
     stats = recorder.summary()
     stats["_accents"] = list(accents.names)
     args.out.parent.mkdir(parents=True, exist_ok=True)

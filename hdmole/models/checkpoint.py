@@ -151,17 +151,34 @@ def check_checkpoints_match_config(config_path: str | os.PathLike, checkpoints: 
                               "decode the base model with the base config")
 
 
+def _without_llm(ckpt: dict) -> dict:
+    """A checkpoint without the LLM's tensors and without adapters injected into the LLM."""
+    ckpt = {**ckpt, "model": {k: v for k, v in ckpt["model"].items() if not k.startswith("llm.")}}
+    holder = "adapter" if isinstance(ckpt.get("adapter"), dict) else None
+    spec = dict(ckpt[holder]) if holder else ckpt
+    if spec.get("target_modules"):
+        spec["target_modules"] = [t for t in spec["target_modules"] if not t.startswith("llm.")]
+        if not spec["target_modules"]:  # an adapter of the LLM alone: nothing of it on the encoder side
+            spec.pop("adapter_config", None)
+    if holder:
+        ckpt[holder] = spec
+    return ckpt
+
+
 def load_model_for_inference(
     model_conf_path: str | os.PathLike,
     checkpoint_paths: list,
     tokenizer=None,
     num_accents: int | None = None,
     device: str | torch.device = "cpu",
+    encoder_side: bool = False,
 ) -> LLMASR:
     """Build the model from its config, load the checkpoints in order (base, then adapters), eval mode.
 
     ``tokenizer``: built from the config's ``tokenizer`` section when not given. ``num_accents``: the number
-    of lines of accents.txt, needed when the model has a global router.
+    of lines of accents.txt, needed when the model has a global router. ``encoder_side``: everything but the
+    LLM (``model.llm`` is None; its weights are never read, its tensors and adapters in the checkpoints
+    skipped): what the router evaluation and the routing statistics run, without 15 GB of a 7B LLM.
     """
     from hdmole.nn import HDMoLEConfig, inject
 
@@ -174,9 +191,12 @@ def load_model_for_inference(
         tokenizer = build_tokenizer(tok_conf)
     if not checkpoint_paths:
         raise ValueError("load_model_for_inference: give at least one checkpoint (the base model)")
-    model = build_model(model_conf, tokenizer, num_accents=num_accents)
+    model = build_model(model_conf, tokenizer, num_accents=num_accents, llm_weights=not encoder_side)
     checkpoints = [(path, read_checkpoint(path)) for path in checkpoint_paths]
     check_checkpoints_match_config(model_conf_path, checkpoints)
+    if encoder_side:
+        model.llm = None  # built on the meta device for its width only (the projector's output size)
+        checkpoints = [(path, _without_llm(ckpt)) for path, ckpt in checkpoints]
     loaded: set[str] = set()
     for path, ckpt in checkpoints:
         spec = adapter_spec(ckpt)

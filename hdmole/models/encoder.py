@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from hdmole.models.config_utils import check_keys
+from hdmole.models.precision import load_dtype
 
 
 class SpeechEncoder(nn.Module):
@@ -187,7 +188,7 @@ class WhisperSpeechEncoder(SpeechEncoder):
         return x, out_lens
 
 
-WHISPER_KEYS = {"type", "name_or_path", "config", "mask_padding", "attn_implementation"}
+WHISPER_KEYS = {"type", "name_or_path", "config", "mask_padding", "attn_implementation", "dtype"}
 
 
 def _build_whisper(conf: dict) -> WhisperSpeechEncoder:
@@ -199,16 +200,19 @@ def _build_whisper(conf: dict) -> WhisperSpeechEncoder:
     if has_path == has_config:
         raise ValueError("encoder (type: whisper) needs exactly one of 'name_or_path' (hub id or local dir) or 'config'")
     attn = conf.get("attn_implementation", "sdpa")
+    # Explicit (float32 unless the config says otherwise): transformers' default "auto" would take the
+    # checkpoint's own dtype (whisper-large-v3: float16) behind the config's back (hdmole.models.precision).
+    dtype = load_dtype(conf, "encoder")
     if has_path:
         # Loading the whole WhisperModel handles both WhisperModel and WhisperForConditionalGeneration
         # checkpoints (their weight prefixes differ); the decoder is dropped right after.
-        full = WhisperModel.from_pretrained(conf["name_or_path"], attn_implementation=attn)
+        full = WhisperModel.from_pretrained(conf["name_or_path"], dtype=dtype, attn_implementation=attn)
         encoder = full.get_encoder()
         del full
     else:
         config = WhisperConfig(**conf["config"])
         config._attn_implementation = attn
-        encoder = WhisperEncoder(config)
+        encoder = WhisperEncoder(config).to(dtype)
     return WhisperSpeechEncoder(encoder, mask_padding=conf.get("mask_padding", True))
 
 

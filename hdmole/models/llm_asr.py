@@ -92,8 +92,10 @@ class LLMASR(nn.Module):
 
     # ----- parts -------------------------------------------------------------------------------------------
     def encode(self, feats: torch.Tensor, feat_lens: torch.Tensor):
-        """Encoder only: ``(enc_out [B, T', d], enc_lens [B])``."""
-        return self.encoder(feats, feat_lens)
+        """Encoder only: ``(enc_out [B, T', d], enc_lens [B])``, ``enc_out`` in the dtype of the parts that read
+        it (projector, router, CTC head): an encoder loaded in half precision feeds fp32 parts without autocast."""
+        enc_out, enc_lens = self.encoder(feats, feat_lens)
+        return enc_out.to(next(self.projector.parameters()).dtype), enc_lens
 
     def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.global_router is None:
@@ -188,6 +190,22 @@ class LLMASR(nn.Module):
         return assemble_prefix(self.prompt_embeds(), speech.to(emb_dtype), speech_lens, bos)
 
     # ----- training ---------------------------------------------------------------------------------------
+    def checkpoint_activations(self) -> int:
+        """Activation (gradient) checkpointing of the LLM's and the encoder's layers: each layer's activations
+        are recomputed in the backward pass instead of kept. Unlike transformers' own switch it also acts on
+        frozen parts in eval mode, which is what the projector's gradient passes through the frozen LLM.
+        Returns the number of layers wrapped."""
+        stacks = [getattr(self.llm.base_model, "layers", None)]
+        whisper = getattr(self.encoder, "whisper", None)
+        stacks.append(getattr(whisper, "layers", None))
+        stacks.append(getattr(getattr(self.encoder, "conformer", None), "encoders", None))
+        wrapped = 0
+        for stack in stacks:
+            for layer in stack or ():
+                _checkpoint_forward(layer)
+                wrapped += 1
+        return wrapped
+
     def _speech_and_route(self, batch: dict, out: dict):
         if "enc_out" in batch:  # cached encoder outputs (frozen encoder in the router/adapt stages)
             enc_out, enc_lens = batch["enc_out"], batch["enc_lens"]
@@ -317,6 +335,20 @@ class LLMASR(nn.Module):
         return out
 
 
+def _checkpoint_forward(layer: nn.Module) -> None:
+    """``layer.forward`` through ``torch.utils.checkpoint`` whenever gradients are being recorded."""
+    from torch.utils.checkpoint import checkpoint
+
+    forward = layer.forward
+
+    def checkpointed(*args, **kwargs):
+        if torch.is_grad_enabled():
+            return checkpoint(forward, *args, use_reentrant=False, **kwargs)
+        return forward(*args, **kwargs)
+
+    layer.forward = checkpointed
+
+
 def _objective(terms: list, normalisers: dict | None, loss: torch.Tensor) -> torch.Tensor:
     """``sum_t weight_t * mean_t * count_t / normaliser_t``: each term's sum over the batch divided by its
     count over the whole optimizer step (``loss`` itself without normalisers). Counts are clamped at 1 as
@@ -380,15 +412,16 @@ def check_model_conf(conf: dict) -> None:
     check_sizes(conf)
 
 
-def build_model(conf: dict, tokenizer, num_accents: int | None = None) -> LLMASR:
+def build_model(conf: dict, tokenizer, num_accents: int | None = None, llm_weights: bool = True) -> LLMASR:
     """Build an ``LLMASR`` from a YAML-style dict (see docs/model.md for every key).
 
     ``num_accents`` (D, the number of lines of accents.txt) is needed when ``global_router`` is set, unless
-    the router config gives ``num_domains``.
+    the router config gives ``num_domains``. ``llm_weights=False``: the LLM on the meta device (its shapes
+    only, see ``build_llm``), for tools that run the encoder side alone.
     """
     check_model_conf(conf)
     encoder = build_encoder(conf["encoder"])
-    llm = build_llm(_llm_conf_for_tokenizer(conf["llm"], tokenizer))
+    llm = build_llm(_llm_conf_for_tokenizer(conf["llm"], tokenizer), weights=llm_weights)
     if llm.get_input_embeddings().num_embeddings < tokenizer.vocab_size:
         raise ValueError(f"the LLM's embedding table ({llm.get_input_embeddings().num_embeddings}) is smaller "
                          f"than the tokenizer's vocabulary ({tokenizer.vocab_size})")

@@ -30,6 +30,13 @@ class SystemRow:
     train_seconds: float | None = None
     note: str = ""
     seed_cers: list[dict[str, float | None]] = field(default_factory=list)  # one per seed (when several)
+    # per seed: test set -> (errors, reference characters), for CERs pooled over several sets
+    seed_counts: list[dict[str, tuple[int, int] | None]] = field(default_factory=list)
+
+    def pooled_cer(self, sets: list[str]) -> float | None:
+        """The CER of ``sets`` taken as one test set (their errors over their reference characters: a micro
+        average, weighting each set by its size), the mean over seeds."""
+        return _mean([pooled_cer(counts, sets) for counts in self.seed_counts] or [None])
 
     @property
     def learned(self) -> int | None:
@@ -85,7 +92,14 @@ def load_row(exp_dir: Path, name: str, test_sets: list[str], decoding: str = "de
             row.note = f"no adaptation ({summary.get('mode')} stage)"
     dirs = seed_dirs(exp_dir.parent, exp_dir.name, seeds) if row.trainable is not None else [exp_dir]
     for run in dirs:
-        row.seed_cers.append({test_set: read_cer(run / f"{decoding}_{test_set}") for test_set in test_sets})
+        cers, counts = {}, {}
+        for test_set in test_sets:
+            cer_file = run / f"{decoding}_{test_set}" / "cer.json"
+            total = json.loads(cer_file.read_text())["total"] if cer_file.is_file() else None
+            cers[test_set] = total["cer"] if total else None
+            counts[test_set] = (total["errors"], total["ref_chars"]) if total else None
+        row.seed_cers.append(cers)
+        row.seed_counts.append(counts)
     for test_set in test_sets:
         row.cer[test_set] = _mean([c[test_set] for c in row.seed_cers])
     return row
@@ -106,6 +120,14 @@ def seed_sd(row: SystemRow, value) -> float | None:
     return (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
 
 
+def pooled_cer(counts: dict[str, tuple[int, int] | None], sets: list[str]) -> float | None:
+    """CER (%) of ``sets`` as one set, from their ``(errors, reference characters)``; None when one is missing."""
+    if any(counts.get(s) is None for s in sets):
+        return None
+    chars = sum(counts[s][1] for s in sets)
+    return 100.0 * sum(counts[s][0] for s in sets) / chars if chars else None
+
+
 def _fmt(value: float | None, digits: int = 2) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
@@ -120,13 +142,18 @@ def _count(value: int | None) -> str:
     return "?" if value is None else f"{value:,}"
 
 
-def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, label=lambda s: s) -> str:
+def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, label=lambda s: s,
+                   micro: bool = False, pooled: list[tuple[str, list[str]]] = ()) -> str:
     """Rows = systems; columns = CER per accent, average accent CER, standard CER, the parameters learned in
     the adaptation (stage 5), those of the stage-4 router the system routes by, their total (the router
     counted once) and that total as % of full fine-tuning of the adapted module, training time. With several
-    seeds the average accent and standard CERs are the mean +- the standard deviation over seeds."""
-    header = ["system", *(label(s) for s in accent_sets), "avg accent", f"{label(std_set)} (source)",
-              "stage-5 params", "router params", "total learned", "% of full FT (total)", "train time (s)"]
+    seeds the average accent and standard CERs are the mean +- the standard deviation over seeds. ``micro``: the
+    average accent CER both as the mean over the sets (macro) and over their pooled characters (micro);
+    ``pooled``: more columns, each ``(name, sets)`` the CER of those sets pooled (e.g. a corpus' whole test set)."""
+    extra = (["avg accent (micro)"] if micro else []) + [name for name, _ in pooled]
+    header = ["system", *(label(s) for s in accent_sets), "avg accent (macro)" if micro else "avg accent", *extra,
+              f"{label(std_set)} (source)", "stage-5 params", "router params", "total learned", "% of full FT (total)",
+              "train time (s)"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     full_ft = next((r.full_ft for r in rows if r.full_ft), None)
     for r in rows:
@@ -138,6 +165,8 @@ def markdown_table(rows: list[SystemRow], accent_sets: list[str], std_set: str, 
         adapted = r.trainable is not None
         cells = [r.name, *(_fmt(r.cer.get(s)) for s in accent_sets),
                  _fmt(_mean([r.cer.get(s) for s in accent_sets])) + (f" ± {avg_sd:.2f}" if avg_sd is not None else ""),
+                 *([_fmt(r.pooled_cer(accent_sets))] if micro else []),
+                 *(_fmt(r.pooled_cer(sets)) for _, sets in pooled),
                  _fmt(r.cer.get(std_set)) + (f" ± {std_sd:.2f}" if std_sd is not None else ""),
                  _count(r.trainable) if adapted else "0", _count(r.router) if adapted else "0",
                  _count(learned) if adapted else "0",

@@ -90,6 +90,10 @@ class OptimConfig:
     scheduler: str = "cosine"        # any name transformers.get_scheduler knows
     grad_clip: float = 5.0
     accum_grad: int = 1
+    # The global batch: batches of data.max_frames per optimizer step over all processes (GPUs x nodes). Set,
+    # it fixes accum_grad = global_batches / processes, so the batch, max_steps and warmup_steps (optimizer
+    # steps) mean the same data on 1 GPU or 16; null: accum_grad as given, the batch grows with the GPUs.
+    global_batches: int | None = None
     # HDMoLE thresholds' own learning rate (no weight decay); null = lr. The threshold is one logit per layer
     # whose gradient is a sum over tokens of small terms: at the experts' lr it barely moves (0.10 -> 0.09).
     threshold_lr: float | None = None
@@ -133,7 +137,14 @@ class TrainConfig:
     log_every: int = 20
     accent_weight: float | None = None  # overrides the model's L_accent weight (adapt: lambda_aid)
     device: str = "auto"             # auto | cpu | cuda
-    dtype: str = "float32"           # float32 | bfloat16 (autocast on GPU)
+    # Recompute the LLM's and encoder's layer activations in the backward pass instead of keeping them
+    # (less memory for a frozen LLM the projector's gradient passes through, ~1/3 more compute).
+    activation_checkpointing: bool = False
+    # Several processes: how long a collective (gradient all-reduce, a checkpoint's barrier) may wait for the
+    # other ranks before the run fails with an error, instead of the backend's own default.
+    dist_timeout_s: float = 1800.0
+    # float32 | bfloat16 | float16: the autocast on GPU (hdmole.models.precision); float16 adds loss scaling
+    dtype: str = "float32"
     # The files this config was composed from (set by load_train_config): provenance for train_summary.json
     # and RESULTS.md. A class variable, not a field, so the resolved config.yaml does not change with it.
     sources: ClassVar[tuple[str, ...]] = ()
@@ -184,18 +195,33 @@ class TrainConfig:
             ("optim.max_epochs", o.max_epochs, o.max_epochs >= 1, ">= 1"),
             ("optim.grad_clip", o.grad_clip, o.grad_clip > 0, "> 0"),
             ("optim.accum_grad", o.accum_grad, o.accum_grad >= 1, ">= 1"),
+            ("optim.global_batches", o.global_batches, o.global_batches is None or o.global_batches >= 1,
+             ">= 1 (or null)"),
             ("optim.betas", list(o.betas), all(0 <= b < 1 for b in o.betas), "two numbers in [0, 1)"),
             ("checkpoint.every_steps", c.every_steps, c.every_steps >= 1, ">= 1"),
             ("checkpoint.keep_last", c.keep_last, c.keep_last >= 1, ">= 1"),
             ("data.max_frames", d.max_frames, d.max_frames >= 1, ">= 1"),
             ("data.num_workers", d.num_workers, d.num_workers >= 0, ">= 0"),
             ("log_every", self.log_every, self.log_every >= 1, ">= 1"),
+            ("dist_timeout_s", self.dist_timeout_s, self.dist_timeout_s > 0, "> 0"),
             ("device", self.device, self.device in ("auto", "cpu", "cuda"), "auto, cpu or cuda"),
-            ("dtype", self.dtype, self.dtype in ("float32", "bfloat16"), "float32 or bfloat16"),
+            ("dtype", self.dtype, self.dtype in ("float32", "bfloat16", "float16"), "float32, bfloat16 or float16"),
         ]
         for key, value, ok, what in limits:
             if not ok:
                 raise ConfigError(f"{source}: {key} must be {what}, got {value!r}")
+        if o.global_batches is not None and o.accum_grad != 1:
+            raise ConfigError(f"{source}: optim.global_batches sets accum_grad from the number of processes; "
+                              f"remove optim.accum_grad ({o.accum_grad}) or set optim.global_batches: null")
+
+
+def accum_grad_for(optim: OptimConfig, world_size: int) -> int:
+    """Batches per rank and optimizer step: ``optim.accum_grad``, or with ``optim.global_batches`` that many
+    batches over all ``world_size`` processes (rounded to the nearest whole number, at least 1; the trainer
+    logs the global batch it then has when the processes do not divide it)."""
+    if optim.global_batches is None:
+        return optim.accum_grad
+    return max(1, round(optim.global_batches / world_size))
 
 
 def _build(cls, value: Any, where: str, source: str):

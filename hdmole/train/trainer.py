@@ -1,11 +1,12 @@
 """The training loop shared by every mode (lm, base, router, adapt) and every system.
 
 AdamW with warmup + decay (transformers' schedulers), gradient clipping and accumulation, DDP through
-``torchrun`` (gloo on CPU, nccl on GPU), bf16 autocast on GPU, a tqdm bar and a log file, atomic
+``torchrun`` (gloo on CPU, nccl on GPU), bf16 or fp16 autocast on GPU (fp16 with loss scaling), a tqdm bar and a log file, atomic
 checkpoints (the last N plus the best on dev), exact resume after a kill (model, optimizer, scheduler,
 RNG and the position in the epoch are restored), and a clear stop on a non-finite loss.
 
-One optimizer step takes ``optim.accum_grad`` batches on each rank (fewer at the end of an epoch: a step
+One optimizer step takes ``optim.accum_grad`` batches on each rank (with ``optim.global_batches``: that many
+batches over all ranks, accum_grad derived from the number of processes) (fewer at the end of an epoch: a step
 never spans two epochs, so a checkpoint always lies between two steps' batches and resume is exact). The
 step's loss is normalised over all of them: the batches' ``loss_counts`` (tokens, utterances) are summed
 over the micro-batches and all-reduced over the ranks first, and each batch back-propagates its loss sum
@@ -18,6 +19,7 @@ step loss over every rank; the other logged values are rank 0's per-batch means.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import functools
 import itertools
 import json
@@ -35,10 +37,11 @@ from transformers import get_scheduler
 from hdmole.data import AccentList, build_dataloader
 from hdmole.models.checkpoint import read_checkpoint
 from hdmole.models.llm_asr import build_model
+from hdmole.models.precision import autocast
 from hdmole.models.state import load_partial_state
 from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
-from hdmole.train.config import ConfigError, TrainConfig
+from hdmole.train.config import ConfigError, TrainConfig, accum_grad_for
 from hdmole.train.encoder_cache import EncoderCache
 from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward, lm_loss_counts
 from hdmole.train.setup import prepare_model, saved_state
@@ -60,7 +63,10 @@ class NonFiniteLossError(RuntimeError):
 INIT_FIX = "re-run the stage that writes it, or correct 'init' in the config"
 
 
-def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
+def init_distributed(device_pref: str, timeout_s: float = 1800.0) -> tuple[int, int, torch.device]:
+    """Rank, world size and device; joins the process group with an explicit timeout: a collective that
+    waits longer (a rank that died, a node that never came) fails after ``timeout_s`` seconds instead of the
+    backend's default."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -69,7 +75,7 @@ def init_distributed(device_pref: str) -> tuple[int, int, torch.device]:
     if use_cuda:
         torch.cuda.set_device(device)
     if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if use_cuda else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return rank, world, device
 
 
@@ -85,8 +91,12 @@ def load_init(model: nn.Module, paths: list[str]) -> None:
 class Trainer:
     def __init__(self, config: TrainConfig, info_extra: dict, exp_dir: str | os.PathLike):
         self.config, self.exp_dir = config, Path(exp_dir)
-        self.rank, self.world, self.device = init_distributed(config.device)
+        self.rank, self.world, self.device = init_distributed(config.device, config.dist_timeout_s)
         self.is_main = self.rank == 0
+        self.accum_grad = accum_grad_for(config.optim, self.world)
+        if config.optim.global_batches is not None and self.accum_grad * self.world != config.optim.global_batches:
+            log.warning("optim.global_batches %d over %d processes: accum_grad %d, a global batch of %d batches",
+                        config.optim.global_batches, self.world, self.accum_grad, self.accum_grad * self.world)
         torch.manual_seed(config.seed)
         self.tokenizer = build_tokenizer(config.tokenizer)
         self.accents = AccentList.load(config.data.accents) if config.data.accents else None
@@ -100,6 +110,8 @@ class Trainer:
             self.model.accent_weight = config.accent_weight
         self.info = prepare_model(self.model, config, len(self.accents) if self.accents else 1)
         self.info.update(info_extra, config_sources=list(config.sources))  # provenance, for RESULTS.md
+        if config.activation_checkpointing:
+            self.model.checkpoint_activations()
         self.model.to(self.device)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
@@ -118,6 +130,9 @@ class Trainer:
                 # The thresholds keep their rate after the warmup: annealed with the adapters', a tau that had
                 # moved early could never move back (docs/method.md section 4).
                 self.scheduler.lr_lambdas[index] = functools.partial(_warmup_then_constant, warmup=opt.warmup_steps)
+        # float16 autocast (GPUs without bf16) flushes small gradients to zero unless the loss is scaled; the
+        # scaler skips a step whose gradients overflowed and lowers the scale. Disabled it is the identity.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.dtype == "float16")
         self.train_loader, self.dev_loader = self._loaders()
         self.cache = self._fill_cache()
         self.route_logits = self._speaker_route_logits()
@@ -159,7 +174,8 @@ class Trainer:
             common.update(ctc_text=c.data.ctc_text, ctc_tokenizer={"type": "units", "list": units})
         train = build_dataloader(c.data.train, self.accents, shuffle=True, specaug=specaug, rank=self.rank,
                                  world_size=self.world, num_workers=c.data.num_workers, **common)
-        dev = build_dataloader(c.data.dev, self.accents, shuffle=False, **common) if c.data.dev else None
+        dev = (build_dataloader(c.data.dev, self.accents, shuffle=False, num_workers=c.data.num_workers, **common)
+               if c.data.dev else None)
         return train, dev
 
     def _fill_cache(self) -> EncoderCache | None:
@@ -208,9 +224,7 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ forward
     def _autocast(self):
-        if self.device.type == "cuda" and self.config.dtype == "bfloat16":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(self.device, self.config.dtype)  # the same in every inference tool
 
     def forward(self, net: nn.Module, batch: dict, normalisers: dict | None = None) -> dict:
         """One batch through ``net``: the model (or the bare LLM in lm mode), DDP-wrapped when training;
@@ -231,22 +245,34 @@ class Trainer:
             if not any(p.requires_grad for p in module.parameters()):
                 module.eval()
 
+    def _dev_shard(self):
+        """This rank's share of the dev batches: batches rank, rank + world, ... (each batch once overall)."""
+        if self.world == 1:
+            return self.dev_loader
+        loader = self.dev_loader
+        batches = list(loader.batch_sampler)[self.rank :: self.world]
+        return torch.utils.data.DataLoader(loader.dataset, batch_sampler=batches, collate_fn=loader.collate_fn,
+                                           num_workers=loader.num_workers)
+
     @torch.no_grad()
     def validate(self) -> dict:
+        """Dev loss and accuracy (per token; per utterance in router mode). Every rank validates its share and
+        the sums are all-reduced, so no rank waits at a barrier while one validates the whole set."""
         if self.dev_loader is None:
             return {}
         self.model.eval()
-        total = {"loss": 0.0, "acc": 0.0, "n": 0}
-        for batch in self.dev_loader:
+        total = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss * n, acc * n, n
+        for batch in self._dev_shard():
             batch = self._to_device(batch)
             out = self.forward(self.net, batch)
             n = out.get("num_tokens", len(batch.get("utt_ids", batch.get("input_ids", []))))
-            total["loss"] += float(out["loss"]) * n
-            total["acc"] += float(out["acc"]) * n
-            total["n"] += n
+            total += torch.tensor([float(out["loss"]) * n, float(out["acc"]) * n, n], dtype=torch.float64,
+                                  device=self.device)
+        if self.world > 1:
+            dist.all_reduce(total)
         self._set_train_mode()
-        n = max(total["n"], 1)
-        return {"dev_loss": total["loss"] / n, "dev_acc": total["acc"] / n}
+        n = max(float(total[2]), 1.0)
+        return {"dev_loss": float(total[0]) / n, "dev_acc": float(total[1]) / n}
 
     # ------------------------------------------------------------------------------------ checkpoints
     def _state(self) -> dict:
@@ -255,6 +281,7 @@ class Trainer:
             "model": saved_state(self.model, self.config.mode, self.config.model),
             "step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
             "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
             "rng": torch.get_rng_state(), "train_seconds": self.train_seconds,
             "best": self.best, "dev": self.last_dev,
         }
@@ -276,6 +303,8 @@ class Trainer:
                            fix=f"it is not this experiment's; use a fresh exp dir or delete {self.exp_dir}/ckpt-*.pt")
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
+        if state.get("scaler"):  # float16 training: the loss scale it had reached
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
         self.step, self.epoch, self.batch_in_epoch = state["step"], state["epoch"], state["batch_in_epoch"]
         self.train_seconds, self.best, self.last_dev = state["train_seconds"], state["best"], state.get("dev", {})
@@ -341,7 +370,7 @@ class Trainer:
                     if not self._all_finite(out["loss"]):
                         raise NonFiniteLossError(str(float(out["loss"].detach())))
                     # DDP averages the ranks' gradients: scaled by the world size, the sum over ranks remains.
-                    (out["objective"] * self.world).backward()
+                    self.scaler.scale(out["objective"] * self.world).backward()
             step_loss += out["objective"].detach().double()
             outs.append({k: float(out[k].detach()) for k in LOGGED if k in out})
         return outs, (rec.summary() if rec is not None else None), step_loss
@@ -372,7 +401,7 @@ class Trainer:
                 batches = iter(self.train_loader)
                 epoch_done = False
                 while self.step < c.optim.max_steps:
-                    window = list(itertools.islice(batches, c.optim.accum_grad))
+                    window = list(itertools.islice(batches, self.accum_grad))
                     if not window:  # every rank has as many batches, so all ranks end the epoch together
                         epoch_done = True
                         break
@@ -394,8 +423,10 @@ class Trainer:
                         running["n"] = running.get("n", 0) + 1
                     interval_loss += step_loss
                     interval_steps += 1
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
                     grad_norm = torch.nn.utils.clip_grad_norm_(self.params, c.optim.grad_clip)
-                    self.optimizer.step()
+                    self.scaler.step(self.optimizer)  # skipped (float16) when a gradient overflowed
+                    self.scaler.update()
                     self.scheduler.step()
                     self.optimizer.zero_grad(set_to_none=True)
                     self.step += 1
@@ -430,15 +461,16 @@ class Trainer:
 
     def _end_of_interval(self, t0: float) -> None:
         self.train_seconds += time.time() - t0
-        dev = self.validate() if self.is_main else {}
+        dev = self.validate()  # on every rank, each its share of the dev set
         if dev:
             self.last_dev = dev
             better = self._is_better(dev)
-            log.info("step %d: dev_loss=%.4f dev_acc=%.4f%s", self.step, dev["dev_loss"], dev["dev_acc"],
-                     " (best)" if better else "")
+            if self.is_main:
+                log.info("step %d: dev_loss=%.4f dev_acc=%.4f%s", self.step, dev["dev_loss"], dev["dev_acc"],
+                         " (best)" if better else "")
             self._append_log({"step": self.step, **dev})
         else:
-            better = self.is_main and self.dev_loader is None
+            better = self.dev_loader is None
         self.save()
         if self.is_main and better:
             atomic_save(inference_part(self._state()), self.exp_dir / "best.pt")
@@ -460,7 +492,7 @@ class Trainer:
         summary = {k: v for k, v in self.info.items() if k != "adapter_config"}
         summary.update(adapter_config=self.info.get("adapter_config"), steps=self.step, epochs=self.epoch,
                        train_seconds=round(self.train_seconds, 1), dev=self.last_dev,
-                       best=self.best, world_size=self.world)
+                       best=self.best, world_size=self.world, accum_grad=self.accum_grad)
         if self.is_main:
             (self.exp_dir / "train_summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
         return summary

@@ -72,7 +72,8 @@ def read_part(root: Path, part: str, cleaner: TextCleaner, dropped: Counter) -> 
         if not path.is_file():
             raise DataError(f"{wav.where(key)}: audio file {path} of utterance {key!r} does not exist; check "
                             "--kespeech-root and that the corpus (Audio/) was unpacked completely")
-        cleaned, reason = cleaner.clean(text[key], text.where(key))
+        # Evaluation parts keep their noise-tagged utterances, the tag stripped (text_cleaning.py says why).
+        cleaned, reason = cleaner.clean(text[key], text.where(key), keep_noisy=not part.startswith("train"))
         if cleaned is None:
             dropped[(part, subdialect, reason)] += 1
             continue
@@ -83,14 +84,16 @@ def read_part(root: Path, part: str, cleaner: TextCleaner, dropped: Counter) -> 
 
 
 def kespeech_sets(root: Path, cleaner: TextCleaner, dropped: Counter) -> dict[str, list[Utterance]]:
-    """``train_kespeech`` (train_phase1 + train_phase2), ``dev_kespeech`` (dev_phase1 + dev_phase2) and one
-    ``test_<Subdialect>`` per subdialect (all nine, Mandarin included)."""
+    """``train_kespeech`` (train_phase1 + train_phase2), ``dev_kespeech`` (dev_phase1 + dev_phase2, the
+    adaptation's validation set), ``dev_phase1`` and ``dev_phase2`` (the rows icefall reports) and one
+    ``test_<Subdialect>`` per subdialect (all nine, Mandarin included: pooled, KeSpeech's whole test set)."""
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: KeSpeech root not found; pass --kespeech-root (or set KESPEECH in db.sh)")
     parts = {part: read_part(root, part, cleaner, dropped) for part in PARTS}
     sets = {"train_kespeech": parts["train_phase1"] + parts["train_phase2"],
-            "dev_kespeech": parts["dev_phase1"] + parts["dev_phase2"]}
+            "dev_kespeech": parts["dev_phase1"] + parts["dev_phase2"],
+            "dev_phase1": parts["dev_phase1"], "dev_phase2": parts["dev_phase2"]}
     for subdialect in SUBDIALECTS:
         utts = [u for u in parts["test"] if u.accent == subdialect]
         if not utts:

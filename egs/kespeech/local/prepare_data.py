@@ -4,7 +4,8 @@
         [--text-cleaning conf/text_cleaning.yaml]
 
 Writes under ``--out``: ``train_aishell dev_aishell test_aishell`` (source domain, accent Mandarin),
-``train_kespeech`` (train_phase1 + train_phase2), ``dev_kespeech`` (dev_phase1 + dev_phase2) and
+``train_kespeech`` (train_phase1 + train_phase2), ``dev_kespeech`` (dev_phase1 + dev_phase2), ``dev_phase1``,
+``dev_phase2`` and
 ``test_<Subdialect>`` for the nine KeSpeech subdialects; ``accents.txt`` (Mandarin first, then the
 eight subdialects); ``local/prep_summary.json`` and ``local/prep_summary.md`` (utterances kept and
 dropped per set, subdialect and reason); the log goes to ``local/prepare_data.log``.

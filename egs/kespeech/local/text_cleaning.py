@@ -3,7 +3,10 @@
 KeSpeech transcripts carry tags such as ``<SPOKEN_NOISE>`` or ``<PERIOD>``. ``conf/text_cleaning.yaml``
 lists which tags drop the utterance (noise: the audio holds something the transcript does not) and which
 are stripped (silence, punctuation). An unknown tag is an error naming the file and line, so a tag we
-have not thought about is never kept as letters or silently dropped.
+have not thought about is never kept as letters or silently dropped. The evaluation parts (dev, test) keep
+their noise-tagged utterances with the tag stripped (``keep_noisy``), as lhotse's KeSpeech recipe (icefall)
+does: the test sets are then KeSpeech's whole official ones, comparable with published CERs; only training
+drops them.
 
 After the tags, the text goes through ``hdmole.text.normalize_text`` -- the very normalisation training
 and scoring apply (NFKC: full-width letters/digits to half-width; latin uppercased; punctuation, symbols
@@ -45,8 +48,9 @@ class TextCleaner:
             raise DataError(f"{path}: tag {sorted(both)[0]} is in both drop_tags and strip_tags; keep it in one")
         return cls(drop, strip, str(path))
 
-    def clean(self, text: str, where: str) -> tuple[str | None, str]:
-        """``(cleaned text, "")`` or ``(None, reason)`` for an utterance to drop; ``where`` is ``file:line``."""
+    def clean(self, text: str, where: str, keep_noisy: bool = False) -> tuple[str | None, str]:
+        """``(cleaned text, "")`` or ``(None, reason)`` for an utterance to drop; ``where`` is ``file:line``.
+        ``keep_noisy``: a drop tag is stripped like the others and the utterance kept (evaluation sets)."""
         tags = TAG.findall(text)
         for tag in tags:
             if tag not in self.drop_tags and tag not in self.strip_tags:
@@ -55,7 +59,7 @@ class TextCleaner:
                     f"dropped) or strip_tags (the tag is removed) in {self.source}"
                 )
         dropping = [t for t in tags if t in self.drop_tags]
-        if dropping:
+        if dropping and not keep_noisy:
             return None, f"tag <{dropping[0]}>"
         cleaned = normalize_text(TAG.sub("", text))
         if not cleaned:
