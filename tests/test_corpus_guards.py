@@ -1,0 +1,103 @@
+"""Guards for a new corpus where the docs would otherwise be the only defence (docs/adding_a_corpus.md):
+a domain of accents.txt without training utterances, a single LoRA whose size does not follow the number
+of accents, test characters the tokenizer cannot write."""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from reliability_fixtures import assert_one_line_error, make_features, train_config
+from test_conf_systems import accents_file, load_system
+from test_data_fixtures import ACCENTS, UTTERANCES, make_data_dir
+
+from hdmole.bin import train
+from hdmole.data import AccentList, DataError
+from hdmole.train.config import ConfigError
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("guards")
+    setup = make_features(root)
+    setup["root"] = root
+    return setup
+
+
+def write_accents(path: Path, names: list[str]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{name}\n" for name in names), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("mode", ["router", "adapt"])
+def test_a_domain_without_training_utterances_stops_the_phase(setup, mode, capsys):
+    """accents.txt names an accent the training set lacks: one line naming the set, the domain and the fix,
+    before the model is built and with nothing trained."""
+    root = setup["root"] / mode
+    accents = write_accents(root / "accents.txt", [*ACCENTS, "wu"])
+    config = train_config(root / f"{mode}.yaml", mode, {**setup, "accents": accents},
+                          system="hdmole" if mode == "adapt" else None)
+    code = train.main(["--config", str(config), "--exp-dir", str(root / "exp")])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, setup["data"] / "utt2accent", accents)
+    phase = "router pre-training" if mode == "router" else "adaptation"
+    assert f"{phase}: no training utterance of wu (line 4)" in err
+    assert "Fix: add utterances of wu to" in err and "or remove an accent the corpus lacks" in err
+    assert not list((root / "exp").glob("*.pt"))
+
+
+def test_a_target_set_without_the_source_domain_is_an_error_that_says_why(setup, capsys):
+    """The source domain (line 1) missing from the target training set: the router could never protect it.
+    The fix is to add it, never to remove it."""
+    root = setup["root"] / "nosource"
+    accents = write_accents(root / "accents.txt", ["standard", *ACCENTS])
+    config = train_config(root / "router.yaml", "router", {**setup, "accents": accents})
+    code = train.main(["--config", str(config), "--exp-dir", str(root / "exp")])
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, setup["data"] / "utt2accent")
+    assert "standard (line 1, the source domain)" in err and "keep the base model for the source domain" in err
+    assert "remove" not in err
+
+
+def test_a_dev_set_without_a_domain_is_a_warning(tmp_path, caplog):
+    from hdmole.data.accents import check_domain_coverage
+
+    train_dir = make_data_dir(tmp_path)
+    dev_dir = make_data_dir(tmp_path, [u for u in UTTERANCES if u[3] != "southwestern"], name="dev")
+    accents = AccentList.load(tmp_path / "accents.txt")
+    with caplog.at_level(logging.WARNING, logger="hdmole.data"):
+        check_domain_coverage(train_dir, dev_dir, accents, "adaptation")
+    assert re.search(r"dev/utt2accent: adaptation: no dev utterance of southwestern \(line 3\)", caplog.text)
+    with pytest.raises(DataError, match="no training utterance of southwestern"):
+        check_domain_coverage(dev_dir, None, accents, "adaptation")
+    check_domain_coverage(train_dir, train_dir, accents, "adaptation")  # every domain: silent
+
+
+@pytest.mark.parametrize("system", ["lora", "hdmole", "mole_top1"])
+def test_the_single_lora_size_is_checked_against_the_number_of_accents(tmp_path, system):
+    """mini_accent's sizes (r = 3, single LoRA 12 = 4 x 3) with six accents: E = 5, so the LoRA must be
+    rank 15, alpha 30; every system's run says so (the sizes are the recipe's, shared by all its systems)."""
+    with pytest.raises(ConfigError, match=re.escape(
+            "has 6 domains, so a mixture has E = 5 experts (the source domain owns none) of rank 3, alpha 6: "
+            "the single LoRA must be rank E x r = 15, alpha E x alpha = 30 to match their size. "
+            "Fix: set adapter_defaults.lora: {rank: 15, alpha: 30}")):
+        load_system("mini_accent", system, accents_file(tmp_path, 6))
+    config, _ = load_system("mini_accent", system, accents_file(tmp_path, 6),
+                            "adapter_defaults.lora={rank: 15, alpha: 30}")
+    assert config.adapter.config["rank"] == (15 if system == "lora" else 3)
+
+
+def test_the_parity_rule_follows_the_recipe_sizes(tmp_path):
+    with pytest.raises(ConfigError, match=re.escape("set adapter_defaults.lora: {rank: 64, alpha: 128}")):
+        load_system("kespeech", "lora", accents_file(tmp_path, 5))
+    # a mixture without the source-preserving path in its defaults: E = D experts
+    with pytest.raises(ConfigError, match=re.escape("E = 5 experts of rank 3")):
+        load_system("mini_accent", "lora", accents_file(tmp_path, 5), "adapter_defaults.mixture.source_domain=null")
+    load_system("mini_accent", "full_ft", accents_file(tmp_path, 6))  # no adapter: nothing to size
