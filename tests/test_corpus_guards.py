@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import re
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from hdmole.data import AccentList, DataError
 from hdmole.train.config import ConfigError
 
 torch.set_num_threads(1)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -101,3 +103,50 @@ def test_the_parity_rule_follows_the_recipe_sizes(tmp_path):
     with pytest.raises(ConfigError, match=re.escape("E = 5 experts of rank 3")):
         load_system("mini_accent", "lora", accents_file(tmp_path, 5), "adapter_defaults.mixture.source_domain=null")
     load_system("mini_accent", "full_ft", accents_file(tmp_path, 6))  # no adapter: nothing to size
+
+
+def test_test_characters_outside_the_tokenizer_are_reported_at_decode_time(tmp_path):
+    """A test set with characters the char tokenizer never saw: decoding warns with the count, examples and
+    the fix (they can only be errors); a covered set gets no such line."""
+    from decode_fixtures import make_decode_setup
+
+    from hdmole.bin import decode
+    from hdmole.text.tokenizer import uncovered_warning
+
+    setup = make_decode_setup(tmp_path)
+    text = setup["data"] / "text"
+    assert uncovered_warning(setup["tokenizer"], ["你好，世界！"], "x", "char.model") is None
+    text.write_text(text.read_text(encoding="utf-8").replace("你好世界\n", "你好世界猫猫狗\n"), encoding="utf-8")
+    out = tmp_path / "decode"
+    code = decode.main(["--config", str(setup["config"]), "--checkpoint", str(tmp_path / "base.pt"),
+                        "--adapter", str(tmp_path / "adapter.pt"),
+                        "--data", str(setup["data"]), "--accents", str(tmp_path / "accents.txt"), "--out", str(out),
+                        "--batch-frames", "400", "--threads", "1"])
+    assert code == 0
+    log = (out / "decode.log").read_text(encoding="utf-8")
+    assert re.search(rf"WARNING .*{re.escape(str(text))}: 3 of 13 reference characters \(2 distinct: '猫'x2 '狗'x1\) "
+                     r"are not in the tokenizer .*char\.model: no hypothesis can contain them", log), log
+    assert "--lm-text, stage 2" in log
+
+
+def run_template(recipe: Path, *options: str) -> subprocess.CompletedProcess:
+    """egs/TEMPLATE/hdmole.sh run from ``recipe`` (a bare recipe dir: utils/ linked, nothing prepared)."""
+    if not (recipe / "utils").exists():
+        recipe.mkdir(parents=True, exist_ok=True)
+        (recipe / "utils").symlink_to(ROOT / "utils")
+    return subprocess.run(["bash", str(ROOT / "egs" / "TEMPLATE" / "hdmole.sh"), *options], cwd=recipe,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_missing_recipe_input_names_its_option_and_what_reads_it(tmp_path):
+    """The LM text, the CTC unit file and the lexicon come from the recipe's own data preparation: the error
+    names the file, the option that points at it and the stage that reads it, not "run stage 0 first"."""
+    run = run_template(tmp_path, "--stage", "2", "--stop-stage", "2", "--lm-text", "data/sentences.txt")
+    assert run.returncode == 1
+    assert ("data/sentences.txt (--lm-text) is missing: stage 2 trains the character tokenizer on it" in run.stderr
+            and "stage 0) writes it; or correct --lm-text" in run.stderr), run.stderr
+    assert "run stage 0 first" not in run.stderr
+    run = run_template(tmp_path, "--stage", "2", "--stop-stage", "2", "--tokenizer-conf", "{type: hf, name_or_path: x}",
+                       "--ctc-text", "phones", "--source-train", "train_x")
+    assert run.returncode == 1
+    assert "data/train_x/phones (--ctc-text phones) is missing: stage 2 lists the CTC units" in run.stderr, run.stderr
