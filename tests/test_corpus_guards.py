@@ -150,3 +150,16 @@ def test_a_missing_recipe_input_names_its_option_and_what_reads_it(tmp_path):
                        "--ctc-text", "phones", "--source-train", "train_x")
     assert run.returncode == 1
     assert "data/train_x/phones (--ctc-text phones) is missing: stage 2 lists the CTC units" in run.stderr, run.stderr
+
+
+def test_no_shared_code_hard_codes_the_source_accent_name():
+    """The source domain is line 1 of the recipe's accents.txt (docs/adding_a_corpus.md): the shared stages,
+    the package and the recipes' run.sh never compare an accent with a name such as Mandarin. (A corpus reader
+    in egs/*/local may: it maps the corpus' own labels.)"""
+    files = [*ROOT.glob("hdmole/**/*.py"), *ROOT.glob("egs/TEMPLATE/*.sh"), *ROOT.glob("egs/*/run.sh"),
+             *ROOT.glob("conf/**/*.yaml"), *ROOT.glob("egs/*/conf/*.yaml"), *ROOT.glob("utils/*")]
+    code_name = re.compile(r"""['"^]Mandarin\b""")
+    found = [f"{path.relative_to(ROOT)}:{number}: {line.strip()}" for path in files if path.is_file()
+             for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
+             if code_name.search(line.split("#", 1)[0])]
+    assert not found, found
