@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_dirs import Utterance, kaldi_utt_id
 from hdmole.data.errors import DataError
+from hdmole.data.prepare import Utterance, kaldi_utt_id
 from hdmole.data.table import KaldiTable, read_kaldi_table
-from text_cleaning import TextCleaner
+from hdmole.text.cleaning import TextCleaner
 
 # accents.txt order: standard Mandarin first (domain 0), then the eight subdialects.
 SUBDIALECTS = ("Mandarin", "Beijing", "Southwestern", "Zhongyuan", "Northeastern", "Lan-Yin", "Jiang-Huai",

@@ -1,8 +1,8 @@
-"""Transcript cleaning for egs/kespeech stage 0.
+"""Transcript cleaning for a recipe's stage 0: tags, then the normalisation of training and scoring.
 
-KeSpeech transcripts carry tags such as ``<SPOKEN_NOISE>`` or ``<PERIOD>``. ``conf/text_cleaning.yaml``
-lists which tags drop the utterance (noise: the audio holds something the transcript does not) and which
-are stripped (silence, punctuation). An unknown tag is an error naming the file and line, so a tag we
+Transcripts of many corpora carry tags such as ``<SPOKEN_NOISE>`` or ``<PERIOD>`` (KeSpeech's). A YAML
+file (egs/kespeech/conf/text_cleaning.yaml) lists which tags drop the utterance (noise: the audio holds
+something the transcript does not) and which are stripped (silence, punctuation). An unknown tag is an error naming the file and line, so a tag we
 have not thought about is never kept as letters or silently dropped.
 
 After the tags, the text goes through ``hdmole.text.normalize_text`` -- the very normalisation training
