@@ -76,3 +76,32 @@ def test_text_cleaner_drops_strips_and_rejects_unknown_tags(tmp_path):
     conf.write_text("drop_tags: [X]\nstrip_tags: [X]\n")
     with pytest.raises(DataError, match="tag X is in both drop_tags and strip_tags"):
         TextCleaner.load(conf)
+
+
+def sync(src: Path, dest: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / "utils" / "sync_data_dir.sh"), str(src), str(dest)], capture_output=True,
+                          text=True)
+
+
+def test_sync_data_dir_keeps_a_copy_and_drops_its_features_when_the_set_changes(tmp_path):
+    """utils/sync_data_dir.sh (egs/kespeech's data/whisper<bins>/<set>): stage 0's files copied, side files
+    too; the copy's features kept while nothing changed, removed when a file changed or went away."""
+    src, dest = tmp_path / "data" / "train", tmp_path / "data" / "whisper80" / "train"
+    write_data_dir(src, utterances(tmp_path))
+    (src / "phones").write_text("S10-x sh i4\n")
+    (src / "feats.scp").write_text("from the source's own stage 1\n")
+    run = sync(src, dest)
+    assert run.returncode == 0 and "train updated" in run.stdout
+    assert sorted(p.name for p in dest.iterdir()) == ["phones", "spk2utt", "text", "utt2accent", "utt2spk", "wav.scp"]
+    (dest / "utt2num_frames").write_text("S10-x 80\n")
+    run = sync(src, dest)
+    assert run.returncode == 0 and run.stdout == "" and (dest / "utt2num_frames").is_file()
+    (src / "text").write_text((src / "text").read_text().replace("世界", "世间"))
+    run = sync(src, dest)
+    assert "(text)" in run.stdout and not (dest / "utt2num_frames").exists() and "世间" in (dest / "text").read_text()
+    (dest / "utt2num_frames").write_text("S10-x 80\n")
+    (src / "phones").unlink()
+    assert "(phones)" in sync(src, dest).stdout and not (dest / "phones").exists()
+    assert not (dest / "utt2num_frames").exists()
+    bad = sync(tmp_path / "nowhere", dest)
+    assert bad.returncode == 1 and "nowhere/wav.scp is missing" in bad.stderr
