@@ -163,3 +163,21 @@ def test_no_shared_code_hard_codes_the_source_accent_name():
              for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1)
              if code_name.search(line.split("#", 1)[0])]
     assert not found, found
+
+
+def test_systems_cli_prints_each_systems_size_for_the_accents_or_the_fix(tmp_path, capsys, monkeypatch):
+    """`python -m hdmole.bin.systems --accents data/accents.txt all`: the check a new corpus runs before any
+    training (docs/adding_a_corpus.md): the sizes stage 5 would train, or the parity error with the fix."""
+    from hdmole.bin import systems as systems_cli
+
+    monkeypatch.chdir(ROOT / "egs" / "mini_accent")
+    accents = write_accents(tmp_path / "accents.txt", ["标准", "西南", "江淮", "胶辽", "中原", "晋语"])
+    assert systems_cli.main(["--recipe-conf", "conf", "--accents", str(accents), "hdmole", "full_ft"]) == 1
+    assert "set adapter_defaults.lora: {rank: 15, alpha: 30}" in capsys.readouterr().err
+    accents = write_accents(tmp_path / "accents.txt", ["标准", "西南", "江淮", "胶辽", "中原"])
+    assert systems_cli.main(["--recipe-conf", "conf", "--accents", str(accents), "lora hdmole full_ft"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "lora: lora, E = 1 expert(s) of rank 12, alpha 24, routing none, gating dense",
+        "hdmole: hdmole, E = 4 expert(s) of rank 3, alpha 6, routing hierarchical, gating threshold, "
+        "source domain 0 (标准) keeps the base model",
+        "full_ft: full_ft, trains projector"]
