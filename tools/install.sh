@@ -61,6 +61,8 @@ for daemon in slurmctld slurmd sbatch; do  # the daemons are in /usr/sbin, not o
   command -v "$daemon" >/dev/null 2>&1 || [ -x "/usr/sbin/$daemon" ] || { missing+=(slurm-wlm); break; }
 done
 command -v sox >/dev/null 2>&1 || missing+=(sox)
+# a font with CJK glyphs: the report's plots label accents with their names, Chinese ones too (hdmole/report/plots.py)
+[ -e /usr/share/fonts/truetype/wqy/wqy-microhei.ttc ] || missing+=(fonts-wqy-microhei)
 command -v cmake >/dev/null 2>&1 || missing+=(cmake)
 command -v g++ >/dev/null 2>&1 || missing+=(g++)
 for header in boost/program_options.hpp:libboost-program-options-dev boost/thread.hpp:libboost-thread-dev \

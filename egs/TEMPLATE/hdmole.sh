@@ -90,6 +90,10 @@ die() { log "ERROR: $*"; exit 1; }
 need() {  # need <path> <stage that makes it>
   [ -e "$1" ] || die "$1 is missing: run stage $2 first (--stage $2)"
 }
+need_input() {  # need_input <path> <option> <what reads it>: a file the recipe's own data preparation writes
+  [ -e "$1" ] || die "$1 ($2) is missing: $3. The recipe's data preparation (its stage 0) writes it; \
+or correct $2 (docs/adding_a_corpus.md, 'Inputs of the shared stages')"
+}
 
 case "$feats_type" in fbank|raw) ;; *) die "--feats-type must be fbank or raw, not '$feats_type'" ;; esac
 utils/check_counts.sh --seeds "$seeds" --jobs "$jobs" --nj "$nj" --decode-nj "$decode_nj" || exit 1
@@ -161,16 +165,18 @@ stage_features() {
 stage_lm() {
   is_first_node || { lm_train; return; }  # the tokenizer and n-gram are node 0's
   if [ -z "$tokenizer_conf" ]; then
-    need "$lm_text" 0
+    need_input "$lm_text" --lm-text "stage 2 trains the character tokenizer on it (one normalised sentence a line; \
+with --tokenizer-conf, a pre-trained LLM's own tokenizer, it needs none)"
     python -m hdmole.bin.train_tokenizer "$lm_text" "$data_dir/lang/char"  # skipped when made from the same text
   fi
   if [ -n "$ctc_text" ]; then
-    need "$data_dir/$source_train/$ctc_text" 0
+    need_input "$data_dir/$source_train/$ctc_text" "--ctc-text $ctc_text" "stage 2 lists the CTC units of the \
+source training set from it (a Kaldi table: utterance id, then space-separated units such as pinyin; one in every data dir)"
     python -m hdmole.bin.train_tokenizer --model-type units --text-file "$ctc_text" "$data_dir/$source_train" \
       "${ctc_units%.units}"
   fi
   if [ "$ngram_order" -gt 0 ]; then
-    need "$lm_text" 0
+    need_input "$lm_text" --lm-text "stage 2 builds the n-gram LM (--ngram-order $ngram_order) of it"
     python -m hdmole.bin.train_ngram --order "$ngram_order" --text "$lm_text" --out "$ngram"
   fi
   lm_train
@@ -179,7 +185,12 @@ stage_lm() {
 lm_train() {
   if [ -f "$conf_dir/lm.yaml" ]; then
     local lexicon=()
-    if [ -n "$lm_lexicon" ]; then need "$lm_lexicon" 0; lexicon=(--override "data.lm_prefix.lexicon=$lm_lexicon"); fi
+    if [ -n "$lm_lexicon" ]; then
+      need_input "$lm_lexicon" --lm-lexicon "the LM stage's homophone noise reads it ('char pron' lines)"
+      lexicon=(--override "data.lm_prefix.lexicon=$lm_lexicon")
+    fi
+    need_input "$lm_text" --lm-text "the LM stage ($conf_dir/lm.yaml) trains the LLM on it"
+    need_input "$lm_dev_text" --lm-dev-text "the LM stage ($conf_dir/lm.yaml) validates on it"
     train "$conf_dir/lm.yaml" "$exp_dir/lm" --override "data.train=$lm_text" --override "data.dev=$lm_dev_text" \
       "${lexicon[@]}"
   else

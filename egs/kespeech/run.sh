@@ -77,15 +77,8 @@ tokenizer=$(echo "$info" | sed -n 's/^tokenizer=//p')
 feat_data=data/whisper$num_mel_bins
 mkdir -p "$feat_data"
 for dir in data/*/; do
-  set_name=$(basename "$dir")
   [ -f "$dir/wav.scp" ] || continue
-  mkdir -p "$feat_data/$set_name"
-  changed=false
-  for f in wav.scp text utt2spk spk2utt utt2accent; do
-    if ! cmp -s "$dir/$f" "$feat_data/$set_name/$f"; then cp "$dir/$f" "$feat_data/$set_name/$f"; changed=true; fi
-  done
-  # Stage 0 changed the set: its features are stale.
-  $changed && rm -f "$feat_data/$set_name/feats.scp" "$feat_data/$set_name/utt2num_frames" "$feat_data/$set_name/frontend.json"
+  utils/sync_data_dir.sh "$dir" "$feat_data/$(basename "$dir")"  # a changed set loses its features there
 done
 [ -f data/accents.txt ] && cp data/accents.txt "$feat_data/accents.txt"
 

@@ -58,7 +58,8 @@ if [ "$stage" -le 0 ] && [ "$stop_stage" -ge 0 ]; then
   printf '0\tcorpus\t%s\n' "$((SECONDS - start))" >>"$exp_dir/stage_times.tsv"
 fi
 
-accents=$(grep -v '^Mandarin$' "$data_dir/accents.txt" 2>/dev/null || true)
+# accents.txt: the source domain on line 1 (its test set is test_std), then one test set per target accent.
+accents=$(tail -n +2 "$data_dir/accents.txt" 2>/dev/null || true)
 [ -n "$accents" ] || [ "$stop_stage" -lt 1 ] || { echo "run.sh: $data_dir/accents.txt is missing: run stage 0 first" >&2; exit 1; }
 accent_tests=$(for a in $accents; do printf 'test_%s ' "$a"; done)
 

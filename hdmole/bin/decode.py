@@ -229,6 +229,16 @@ def main(argv=None) -> int:
     return 0
 
 
+def _warn_uncovered(tok_conf: dict, refs, data: Path) -> None:
+    """Test characters the tokenizer cannot write are errors no model can avoid: say so, with examples."""
+    from hdmole.text.tokenizer import build_tokenizer, uncovered_warning
+
+    name = tok_conf.get("model") or tok_conf.get("name_or_path") or tok_conf.get("list")
+    warning = uncovered_warning(build_tokenizer(tok_conf), refs, f"{data / 'text'}", str(name))
+    if warning:
+        log.warning("%s", warning)
+
+
 def decode_set(args, data: Path, out: Path, argv) -> None:
     settings = _settings(args)
     record = what_produced(args, data, settings)
@@ -261,6 +271,7 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
     audio_seconds = frames * FRAME_SECONDS
     for utt in sorted(hyps):
         log.info("%s ref=%s hyp=%s", utt, refs[utt], hyps[utt])
+    _warn_uncovered(settings["tok_conf"], refs.values(), data)
     write_kaldi_table(out / "text", hyps.items())
     stats = {
         "rtf": decode_seconds / max(audio_seconds, 1e-9),

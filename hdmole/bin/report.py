@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         if router:
             parts += ["## The accent router (router pre-training, stage 4)\n",
                       "Accuracy of the global router's argmax over the domains of `accents.txt`, and recall per domain "
-                      "(the source domain's recall is how often standard Mandarin is recognised as such).\n", router]
+                      "(the source domain's recall, line 1 of `accents.txt`, is how often its utterances are recognised as such).\n", router]
     seeds_note = (f" With {args.seeds} seeds per system, CERs are means over the seeds and *avg accent* and the "
                   "source CER carry +- one standard deviation." if args.seeds > 1 else "")
     for index, decoding in enumerate(args.decodings):
@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             parts.append(intervals)
     same = identical_to_base(args.exp_dir, args.systems, args.std_set, args.decodings[0])
     if same:
-        parts += ["## Standard Mandarin left as the base model spells it\n", same]
+        parts += [f"## The source domain ({label(args.std_set)}) left as the base model spells it\n", same]
     if args.routing_set:
         correspondence = correspondence_section(args.exp_dir, args.systems, args.routing_set)
         if correspondence:

@@ -6,10 +6,14 @@ domain index d always means the same accent.
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
 from pathlib import Path
 from typing import Iterator, Sequence
 
 from hdmole.data.errors import DataError, where
+
+log = logging.getLogger("hdmole.data")
 
 
 class AccentList:
@@ -70,3 +74,43 @@ class AccentList:
 
     def __repr__(self) -> str:
         return f"AccentList({list(self.names)!r})"
+
+
+def domain_counts(data_dir: str | Path, accents: AccentList) -> Counter:
+    """Utterances per accent name in ``data_dir/utt2accent`` (every name checked against ``accents``)."""
+    from hdmole.data.table import read_kaldi_table
+
+    table = read_kaldi_table(Path(data_dir) / "utt2accent", value_name="accent")
+    for key, name in table.entries.items():
+        accents.index(name, context=table.where(key))
+    return Counter(table.entries.values())
+
+
+def check_domain_coverage(train: str | Path, dev: str | Path | None, accents: AccentList, phase: str) -> None:
+    """Router pre-training and adaptation learn one domain per line of ``accents.txt``: a domain without
+    training utterances is an error (the router would never predict it; for the source domain, line 1, HDMoLE
+    could never keep the base model for it), one without dev utterances a warning (the checkpoint is chosen
+    without it)."""
+    for data_dir, required in ((train, True), (dev, False)):
+        if not data_dir:
+            continue
+        counts = domain_counts(data_dir, accents)
+        missing = [(index, name) for index, name in enumerate(accents.names) if not counts[name]]
+        if not missing:
+            continue
+        names = ", ".join(f"{name} (line {index + 1}{', the source domain' if index == 0 else ''})"
+                          for index, name in missing)
+        message = (f"{Path(data_dir) / 'utt2accent'}: {phase}: no {'training' if required else 'dev'} utterance of "
+                   f"{names} of {accents.source}")
+        fix = (f"Fix: add utterances of {' and '.join(name for _, name in missing)} to {data_dir} in the recipe's "
+               "stage 0 (the target sets hold every domain of accents.txt, the source domain too: "
+               "docs/adding_a_corpus.md)")
+        if any(index > 0 for index, _ in missing):
+            fix += f", or remove an accent the corpus lacks from {accents.source}"
+        if not required:
+            log.warning("%s: the dev figures that choose the checkpoint leave it out. %s", message, fix)
+            continue
+        why = "the router could never predict it"
+        if missing[0][0] == 0:
+            why += ", so HDMoLE could never keep the base model for the source domain"
+        raise DataError(f"{message}: {why}. {fix}")

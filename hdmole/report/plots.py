@@ -7,11 +7,21 @@
 - ``training_curves.png``: training loss of every system over steps;
 - ``threshold_curve_<system>.png``: the dev loss with tau forced to a grid of values, per layer, the learned
   tau marked (from ``threshold_curve.json`` written by ``hdmole.bin.threshold_curve``).
+
+Labels may be Chinese (a corpus' own accent names, e.g. 西南官话): matplotlib's default font has no CJK
+glyphs, so each plot looks for an installed font that has the labels' missing characters and adds it as a
+fallback (Debian's fonts-wqy-microhei, which tools/install.sh installs, or fonts-noto-cjk). Without one the
+plot is still drawn, with one warning naming the characters and the package to install.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import json
+import logging
+import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import matplotlib
@@ -19,6 +29,79 @@ import matplotlib
 matplotlib.use("Agg")  # files only: works on machines without a display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import font_manager  # noqa: E402
+from matplotlib.ft2font import FT2Font  # noqa: E402
+
+log = logging.getLogger("hdmole.report")
+# Fonts with CJK glyphs, tried first (any other installed font that has the glyphs also serves).
+CJK_FONTS = ("WenQuanYi Micro Hei", "WenQuanYi Zen Hei", "Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC",
+             "Droid Sans Fallback", "Microsoft YaHei", "SimHei", "PingFang SC", "Arial Unicode MS")
+FONT_PACKAGE = "fonts-wqy-microhei"
+
+
+@functools.lru_cache(maxsize=None)
+def _charmap(path: str) -> frozenset[int]:
+    return frozenset(FT2Font(path).get_charmap())
+
+
+def _covers(path: str, codes: set[int]) -> bool:
+    try:
+        return codes <= _charmap(path)
+    except (OSError, RuntimeError, ValueError):  # a font file FreeType cannot read
+        return False
+
+
+def _candidate_fonts() -> list[tuple[str, str]]:
+    """(path, family) of the installed fonts, the known CJK ones first: matplotlib's font list, then the
+    system's font files it has not listed (its list is cached, so a font installed since is found here)."""
+    # A .ttc file holds several faces (WenQuanYi Micro Hei and its Mono): every (file, family) pair counts.
+    known = {(font.fname, font.name) for font in font_manager.fontManager.ttflist}
+    listed = {path for path, _ in known}
+    for path in font_manager.findSystemFonts():
+        if path not in listed:
+            try:
+                known.add((path, font_manager.FontProperties(fname=path).get_name()))
+            except (OSError, RuntimeError, ValueError):
+                continue
+    rank = {name: index for index, name in enumerate(CJK_FONTS)}
+    return sorted(known, key=lambda item: (rank.get(item[1], len(rank)), item[1], item[0]))
+
+
+def fallback_font(texts: Iterable[str]) -> tuple[str | None, set[str]]:
+    """``(family, missing)``: a font family with the glyphs of ``texts`` that the default font lacks (None
+    when it lacks none), and the characters no installed font has (empty when one was found)."""
+    default = font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))
+    chars = {ch for text in texts for ch in text if not ch.isspace()}
+    codes = {ord(ch) for ch in chars} - _charmap(default)
+    if not codes:
+        return None, set()
+    for path, family in _candidate_fonts():
+        if _covers(path, codes):
+            if family not in {font.name for font in font_manager.fontManager.ttflist}:
+                font_manager.fontManager.addfont(path)
+            return family, set()
+    return None, {chr(code) for code in codes}
+
+
+@contextlib.contextmanager
+def glyphs_for(texts: Iterable[str]):
+    """The plot drawn inside has the glyphs of ``texts``: a fallback font when the default lacks some, or,
+    without one installed, one warning instead of matplotlib's per-glyph ones (the plot is still drawn)."""
+    texts = list(texts)
+    family, missing = fallback_font(texts)
+    params = {}
+    if family is not None:
+        default = font_manager.FontProperties(
+            fname=font_manager.findfont(font_manager.FontProperties(family=plt.rcParams["font.family"]))).get_name()
+        params["font.family"] = [default, family]  # matplotlib falls back glyph by glyph
+    with plt.rc_context(params), warnings.catch_warnings():
+        if missing:
+            shown = "".join(sorted(missing)[:10])
+            log.warning("no installed font has glyphs for %d character(s) of the plot labels (%s), drawn as boxes; "
+                        "install a CJK font: apt-get install %s (tools/install.sh does) or fonts-noto-cjk",
+                        len(missing), shown, FONT_PACKAGE)
+            warnings.filterwarnings("ignore", message=r"Glyph .* missing from font")
+        yield
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -32,6 +115,12 @@ def routing_heatmap(stats: dict, accents: list[str], out: Path, title: str) -> b
     layers = [name for name, entry in stats.items() if entry.get("by_domain")]
     if not layers:
         return False
+    with glyphs_for([*accents, *layers, title]):
+        _draw_routing_heatmap(stats, layers, accents, out, title)
+    return True
+
+
+def _draw_routing_heatmap(stats: dict, layers: list[str], accents: list[str], out: Path, title: str) -> None:
     fig, axes = plt.subplots(1, len(layers), figsize=(4.2 * len(layers), 0.5 * len(accents) + 2.2), squeeze=False)
     for index, (ax, layer) in enumerate(zip(axes[0], layers)):
         by_domain = stats[layer]["by_domain"]
@@ -48,7 +137,6 @@ def routing_heatmap(stats: dict, accents: list[str], out: Path, title: str) -> b
     fig.suptitle(title, fontsize=10)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return True
 
 
 def threshold_curves(train_log: list[dict], out: Path, title: str) -> bool:
@@ -56,6 +144,12 @@ def threshold_curves(train_log: list[dict], out: Path, title: str) -> bool:
     if not entries:
         return False
     layers = sorted({name for e in entries for name in e["routing"]})
+    with glyphs_for([*layers, title]):
+        _draw_threshold_curves(entries, layers, out, title)
+    return True
+
+
+def _draw_threshold_curves(entries: list[dict], layers: list[str], out: Path, title: str) -> None:
     fig, (ax_tau, ax_active) = plt.subplots(1, 2, figsize=(10, 3.6))
     for layer in layers:
         steps = [e["step"] for e in entries if layer in e["routing"]]
@@ -72,7 +166,6 @@ def threshold_curves(train_log: list[dict], out: Path, title: str) -> bool:
     fig.suptitle(title, fontsize=10)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
-    return True
 
 
 def training_curves(logs: dict[str, list[dict]], out: Path) -> bool:
@@ -80,14 +173,15 @@ def training_curves(logs: dict[str, list[dict]], out: Path) -> bool:
     logs = {name: entries for name, entries in logs.items() if entries}
     if not logs:
         return False
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, entries in logs.items():
-        ax.plot([e["step"] for e in entries], [e["loss"] for e in entries], label=name)
-    ax.set(xlabel="step", ylabel="training loss", title="training curves")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.savefig(out, dpi=110, bbox_inches="tight")
-    plt.close(fig)
+    with glyphs_for(logs):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        for name, entries in logs.items():
+            ax.plot([e["step"] for e in entries], [e["loss"] for e in entries], label=name)
+        ax.set(xlabel="step", ylabel="training loss", title="training curves")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.savefig(out, dpi=110, bbox_inches="tight")
+        plt.close(fig)
     return True
 
 

@@ -14,8 +14,9 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Iterable, Protocol, Sequence, runtime_checkable
 
 
 @runtime_checkable
@@ -161,3 +162,29 @@ def build_tokenizer(conf: dict) -> Tokenizer:
     if kind == "units":
         return UnitTokenizer(conf["list"])
     return HFTokenizer(conf["name_or_path"])
+
+
+def uncovered_characters(tokenizer: Tokenizer, texts: Iterable[str]) -> tuple[Counter, int]:
+    """The characters of ``texts`` (after ``normalize_text``, as scoring sees them) that ``tokenizer`` cannot
+    write, with their counts, and the number of characters in all: a model can never output the uncovered
+    ones, so each is an error in the CER. A character is covered when it survives encode + decode (a char
+    sentencepiece model turns an unseen one into ``<unk>``; a byte-level BPE covers everything)."""
+    from hdmole.text.normalize import normalize_text
+
+    counts = Counter(ch for text in texts for ch in normalize_text(text) if not ch.isspace())
+    missing = Counter({ch: n for ch, n in counts.items() if tokenizer.decode(tokenizer.encode(ch)).strip() != ch})
+    return missing, sum(counts.values())
+
+
+def uncovered_warning(tokenizer: Tokenizer, texts: Iterable[str], where: str, name: str, examples: int = 10) -> str | None:
+    """One warning line when ``texts`` hold characters ``tokenizer`` (called ``name``) cannot write: the
+    count, the commonest examples and the fix; None when it covers them all."""
+    missing, total = uncovered_characters(tokenizer, texts)
+    if not missing:
+        return None
+    shown = " ".join(f"{ch!r}x{n}" for ch, n in missing.most_common(examples))
+    more = f" and {len(missing) - examples} more" if len(missing) > examples else ""
+    return (f"{where}: {sum(missing.values())} of {total} reference characters ({len(missing)} distinct: {shown}{more}) "
+            f"are not in the tokenizer {name}: no hypothesis can contain them, so each counts as an error. "
+            "Fix: train the tokenizer on an LM text that covers the test sets' characters (--lm-text, stage 2), "
+            "or map them in the recipe's text normalisation (stage 0)")

@@ -42,6 +42,7 @@ from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
 from hdmole.models.llm_asr import check_model_conf
 from hdmole.nn import HDMoLEConfig
 from hdmole.text.tokenizer import check_tokenizer_conf
+from hdmole.train.sizes import check_lora_parity
 from hdmole.train.systems import UnknownSystemError, system_files
 
 MODES = ("lm", "base", "router", "adapt")
@@ -335,12 +336,13 @@ def _compose_system(raw: dict, name: Any, path: str | os.PathLike) -> tuple[dict
     return raw, [str(file) for file in files]
 
 
-def _apply_adapter_defaults(raw: dict, source: str) -> None:
+def _apply_adapter_defaults(raw: dict, source: str) -> dict | None:
     """Fills ``adapter.config`` with the ``adapter_defaults`` entry of its adapter kind (the keys it does
-    not set itself); the defaults' keys come first, as a hand-written config lists the sizes first."""
+    not set itself); the defaults' keys come first, as a hand-written config lists the sizes first.
+    Returns the defaults, for the parity check once the accents are known."""
     defaults = raw.pop("adapter_defaults", None)
     if defaults is None:
-        return
+        return None
     valid = sorted(set(DEFAULTS_FOR.values()))
     if not isinstance(defaults, dict) or set(defaults) - set(valid):
         raise ConfigError(f"{source}: adapter_defaults must map {' and '.join(valid)} to adapter.config keys, "
@@ -354,10 +356,11 @@ def _apply_adapter_defaults(raw: dict, source: str) -> None:
     adapter = raw.get("adapter")
     config = adapter.get("config") or {} if isinstance(adapter, dict) else None
     if not isinstance(config, dict):
-        return  # no adapter section (validate() says so) or a malformed one (the adapter check says so)
+        return defaults  # no adapter section (validate() says so) or a malformed one (the adapter check says so)
     group = DEFAULTS_FOR.get(adapter.get("system", AdapterConfig.system))
     if group in defaults:
         adapter["config"] = {**defaults[group], **config}
+    return defaults
 
 
 def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | None:
@@ -391,7 +394,7 @@ def adapter_config_for(config: TrainConfig, num_accents: int) -> HDMoLEConfig | 
         raise ConfigError(str(e)) from None
 
 
-def check_sections(config: TrainConfig, source: str) -> None:
+def check_sections(config: TrainConfig, source: str, adapter_defaults: dict | None = None) -> None:
     """The checks that building would do later, done now: a bad ``adapter.config`` fails before an LLM
     of several GB is loaded, not after. (The ESPnet Conformer's own arguments are checked when it is
     built: listing them needs espnet imported.)"""
@@ -411,7 +414,9 @@ def check_sections(config: TrainConfig, source: str) -> None:
             raise ConfigError(f"{source}: data.accents: {e}") from None
         try:
             adapter_config_for(config, num_accents)
-        except ConfigError as e:
+            if adapter_defaults:  # the single LoRA's size follows E: checked in every system's run, not only lora's
+                check_lora_parity(adapter_defaults, num_accents, config.data.accents)
+        except ValueError as e:  # a ConfigError too
             raise ConfigError(f"{source}: {e}") from None
 
 
@@ -436,7 +441,7 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
     for key, value in parsed:
         if key != "system" and not key.startswith("model."):
             set_by_path(raw, key, value)
-    _apply_adapter_defaults(raw, str(path))
+    adapter_defaults = _apply_adapter_defaults(raw, str(path))
     try:
         raw["model"] = resolve_model_conf(raw.get("model"), path)
     except (OSError, ValueError) as e:
@@ -457,6 +462,6 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
         raw["init"] = [raw["init"]]
     config = _build(TrainConfig, raw, "", str(path))
     config.validate(str(path))
-    check_sections(config, str(path))
+    check_sections(config, str(path), adapter_defaults)
     config.sources = tuple(str(Path(source).resolve()) for source in sources)
     return config, dataclasses.asdict(config)

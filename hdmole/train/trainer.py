@@ -35,6 +35,7 @@ from tqdm import tqdm
 from transformers import get_scheduler
 
 from hdmole.data import AccentList, build_dataloader
+from hdmole.data.accents import check_domain_coverage
 from hdmole.models.checkpoint import read_checkpoint
 from hdmole.models.llm_asr import build_model
 from hdmole.models.precision import autocast
@@ -47,6 +48,7 @@ from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forwa
 from hdmole.train.setup import prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
+PHASES = {"router": "router pre-training", "adapt": "adaptation"}
 LOGGED = ("loss_asr", "loss_ctc", "loss_accent", "loss_gate", "acc")  # per-batch values averaged into the log records
 
 
@@ -100,6 +102,8 @@ class Trainer:
         torch.manual_seed(config.seed)
         self.tokenizer = build_tokenizer(config.tokenizer)
         self.accents = AccentList.load(config.data.accents) if config.data.accents else None
+        if config.mode in ("router", "adapt"):  # before the model loads: every domain needs training data
+            check_domain_coverage(config.data.train, config.data.dev, self.accents, PHASES[config.mode])
         model_conf = dict(config.model)
         if config.mode == "lm":  # text only: the router (and its accent count) play no part
             model_conf.pop("global_router", None)

@@ -3,7 +3,7 @@
 Layout read: ``<root>/data_aishell/wav/{train,dev,test}/<SPK>/<utt>.wav`` and
 ``<root>/data_aishell/transcript/aishell_transcript_v0.8.txt`` (``<utt> <words separated by spaces>``).
 The utterance is the file stem, the speaker its parent dir; the Kaldi id is ``<SPK>-<stem>`` (ids must
-start with the speaker, see data_dirs.kaldi_utt_id). Utterances without a transcript are dropped and
+start with the speaker, see hdmole.data.prepare.kaldi_utt_id). Utterances without a transcript are dropped and
 counted (AISHELL-1 ships some), transcripts without audio are ignored (one file covers all three sets).
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_dirs import Utterance, kaldi_utt_id
 from hdmole.data.errors import DataError
+from hdmole.data.prepare import Utterance, kaldi_utt_id
 from hdmole.data.table import read_kaldi_table
-from text_cleaning import TextCleaner
+from hdmole.text.cleaning import TextCleaner
 
 SETS = {"train": "train_aishell", "dev": "dev_aishell", "test": "test_aishell"}
 TRANSCRIPT = Path("data_aishell") / "transcript" / "aishell_transcript_v0.8.txt"

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from data_dirs import Utterance, kaldi_utt_id
 from hdmole.data.errors import DataError
+from hdmole.data.prepare import Utterance, kaldi_utt_id
 from hdmole.data.table import KaldiTable, read_kaldi_table
-from text_cleaning import TextCleaner
+from hdmole.text.cleaning import TextCleaner
 
 # accents.txt order: standard Mandarin first (domain 0), then the eight subdialects.
 SUBDIALECTS = ("Mandarin", "Beijing", "Southwestern", "Zhongyuan", "Northeastern", "Lan-Yin", "Jiang-Huai",
@@ -72,7 +72,7 @@ def read_part(root: Path, part: str, cleaner: TextCleaner, dropped: Counter) -> 
         if not path.is_file():
             raise DataError(f"{wav.where(key)}: audio file {path} of utterance {key!r} does not exist; check "
                             "--kespeech-root and that the corpus (Audio/) was unpacked completely")
-        # Evaluation parts keep their noise-tagged utterances, the tag stripped (text_cleaning.py says why).
+        # Evaluation parts keep their noise-tagged utterances, the tag stripped (hdmole/text/cleaning.py says why).
         cleaned, reason = cleaner.clean(text[key], text.where(key), keep_noisy=not part.startswith("train"))
         if cleaned is None:
             dropped[(part, subdialect, reason)] += 1

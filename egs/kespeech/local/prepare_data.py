@@ -27,11 +27,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules of local/
 
 from aishell_corpus import aishell_sets  # noqa: E402
-from data_dirs import accent_counts, replace_data_dirs, write_data_dir  # noqa: E402
 from hdmole.data.errors import DataError  # noqa: E402
+from hdmole.data.prepare import accent_counts, replace_data_dirs, write_data_dir  # noqa: E402
 from hdmole.logs import setup_stage_logging  # noqa: E402
+from hdmole.text.cleaning import TextCleaner  # noqa: E402
 from kespeech_corpus import SUBDIALECTS, kespeech_sets  # noqa: E402
-from text_cleaning import TextCleaner  # noqa: E402
 
 log = logging.getLogger("hdmole.kespeech.prepare_data")
 

@@ -1,12 +1,12 @@
-"""Transcript cleaning for egs/kespeech stage 0.
+"""Transcript cleaning for a recipe's stage 0: tags, then the normalisation of training and scoring.
 
-KeSpeech transcripts carry tags such as ``<SPOKEN_NOISE>`` or ``<PERIOD>``. ``conf/text_cleaning.yaml``
-lists which tags drop the utterance (noise: the audio holds something the transcript does not) and which
-are stripped (silence, punctuation). An unknown tag is an error naming the file and line, so a tag we
-have not thought about is never kept as letters or silently dropped. The evaluation parts (dev, test) keep
-their noise-tagged utterances with the tag stripped (``keep_noisy``), as lhotse's KeSpeech recipe (icefall)
-does: the test sets are then KeSpeech's whole official ones, comparable with published CERs; only training
-drops them.
+Transcripts of many corpora carry tags such as ``<SPOKEN_NOISE>`` or ``<PERIOD>`` (KeSpeech's). A YAML
+file (egs/kespeech/conf/text_cleaning.yaml) lists which tags drop the utterance (noise: the audio holds
+something the transcript does not) and which are stripped (silence, punctuation). An unknown tag is an error
+naming the file and line, so a tag we have not thought about is never kept as letters or silently dropped.
+Evaluation sets may keep their noise-tagged utterances with the tag stripped (``keep_noisy``), as lhotse's
+KeSpeech recipe (icefall) does: the test sets are then the corpus' whole official ones, comparable with
+published CERs; only training drops them.
 
 After the tags, the text goes through ``hdmole.text.normalize_text`` -- the very normalisation training
 and scoring apply (NFKC: full-width letters/digits to half-width; latin uppercased; punctuation, symbols

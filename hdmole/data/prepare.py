@@ -1,7 +1,11 @@
-"""Kaldi data dirs for egs/kespeech stage 0: the utterance record, the id rule, and atomic writing.
+"""Writing the data dirs of a recipe's stage 0 (its data preparation, in ``egs/<corpus>/local``): the
+utterance record, Kaldi's id rule, and all-or-nothing replacement of the previous dirs.
 
-A data dir holds ``wav.scp text utt2spk spk2utt utt2accent``, every file sorted by key in byte order
-(LC_ALL=C), as docs/data_dirs.md and utils/validate_data_dir.sh want.
+A corpus reader turns its corpus into ``Utterance`` records; ``write_data_dir`` writes
+``wav.scp text utt2spk spk2utt utt2accent``, every file sorted by key in byte order (LC_ALL=C), as
+docs/data_dirs.md and utils/validate_data_dir.sh want; the dirs go to a staging dir first and
+``replace_data_dirs`` moves them into place at the end, so a failure leaves the previous ones intact.
+egs/kespeech/local/prepare_data.py uses all of it (docs/adding_a_corpus.md).
 """
 
 from __future__ import annotations
@@ -64,9 +68,10 @@ def accent_counts(utterances: Iterable[Utterance]) -> dict[str, int]:
 
 
 def replace_data_dirs(staging: Path, out: Path, names: Sequence[str]) -> None:
-    """Moves every finished dir of ``staging`` into ``out``: a failure before this point leaves ``out``
-    as it was (nothing already written is lost). Only the small Kaldi files are replaced; files stage 1
-    adds later (feats.scp, utt2num_frames) do not live in these dirs (see run.sh)."""
+    """Moves every finished dir (or file) ``names`` of ``staging`` into ``out``: a failure before this point
+    leaves ``out`` as it was (nothing already written is lost). A dir of ``out`` with the same name is
+    replaced whole, so keep the files stage 1 adds (feats.scp, utt2num_frames) in another copy of the dirs
+    (as egs/kespeech does: data/whisper<bins>/<set>)."""
     out.mkdir(parents=True, exist_ok=True)
     for name in names:
         target = out / name
