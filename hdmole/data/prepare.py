@@ -48,7 +48,8 @@ def check_unique(utterances: Sequence[Utterance], name: str) -> None:
         seen[utt.utt_id] = utt
 
 
-def write_data_dir(directory: Path, utterances: Sequence[Utterance]) -> None:
+def write_data_dir(directory: str | Path, utterances: Sequence[Utterance]) -> None:
+    directory = Path(directory)
     if not utterances:
         raise DataError(f"{directory}: no utterances left for this set; check the corpus paths and the cleaning log")
     check_unique(utterances, str(directory))
