@@ -41,14 +41,14 @@ def test_a_missing_or_bad_gate_is_a_one_line_error(tmp_path, capsys):
 def test_the_chosen_overrides_reach_every_system_with_a_source_path_and_no_other(tmp_path, system, gated):
     """The same overrides are given to every system of stage 5: systems without a source path ignore them."""
     accents = tmp_path / "accents.txt"
-    accents.write_text("Mandarin\nA\nB\n")
+    accents.write_text("Mandarin\nA\nB\nC\nD\n")  # mini_accent's 5 domains (its LoRA size follows them)
     from pathlib import Path
 
     conf = Path(__file__).resolve().parent.parent / "egs" / "mini_accent" / "conf" / "adapt.yaml"
     config, _ = load_train_config(conf, [f"system={system}", "data.train=data/x", f"data.accents={accents}",
                                          "adapter_defaults.mixture.source_gate_bias=1.5",
                                          "adapter_defaults.mixture.source_gate_hard=true"])
-    adapter = adapter_config_for(config, 3)
+    adapter = adapter_config_for(config, 5)
     assert (adapter.source_gate_bias, adapter.source_gate_hard) == ((1.5, True) if gated else (0.0, False))
 
 
