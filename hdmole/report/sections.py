@@ -162,17 +162,25 @@ def expert_domains(adapter_config: dict, num_domains: int) -> list[int]:
     return [d for d in owners for _ in range(adapter_config.get("experts_per_domain", 1))]
 
 
+def _routing_files(exp_root: Path, system: str, routing_set: str) -> tuple[dict, dict] | None:
+    """(adapter config of train_summary.json, routing_<set>.json of hdmole.bin.routing_stats) of a system, or None."""
+    stats_file = exp_root / system / f"routing_{routing_set}.json"
+    summary_file = exp_root / system / "train_summary.json"
+    if not stats_file.is_file() or not summary_file.is_file():
+        return None
+    config = json.loads(summary_file.read_text()).get("adapter_config") or {}
+    return config, json.loads(stats_file.read_text())
+
+
 def correspondence_section(exp_root: Path, systems: list[str], routing_set: str) -> str:
     """Per routed system and layer: the share of each domain's routing weight that its own experts carry
     (the expert-domain correspondence), and, with a source-preserving path, the update scale per domain."""
     lines = []
     for s in systems:
-        stats_file = exp_root / s / f"routing_{routing_set}.json"
-        summary_file = exp_root / s / "train_summary.json"
-        if not stats_file.is_file() or not summary_file.is_file():
+        found = _routing_files(exp_root, s, routing_set)
+        if found is None:
             continue
-        config = json.loads(summary_file.read_text()).get("adapter_config") or {}
-        stats = json.loads(stats_file.read_text())
+        config, stats = found
         names = stats.pop("_accents", None)
         if not names or not config or config.get("routing") == "local":
             continue  # a local router learns no domain labels: its expert k belongs to no domain
@@ -202,14 +210,10 @@ def active_experts_section(exp_root: Path, systems: list[str], routing_set: str)
     experts per token, over all tokens and per domain (``routing_<set>.json`` of hdmole.bin.routing_stats)."""
     lines: list[str] = []
     for s in systems:
-        stats_file = exp_root / s / f"routing_{routing_set}.json"
-        summary_file = exp_root / s / "train_summary.json"
-        if not stats_file.is_file() or not summary_file.is_file():
+        found = _routing_files(exp_root, s, routing_set)
+        if found is None or found[0].get("gating", "threshold") != "threshold":
             continue
-        config = json.loads(summary_file.read_text()).get("adapter_config") or {}
-        if config.get("gating", "threshold") != "threshold":
-            continue
-        stats = json.loads(stats_file.read_text())
+        stats = found[1]
         names = stats.pop("_accents", None) or []
         for layer, entry in stats.items():
             if entry.get("threshold") is None:
