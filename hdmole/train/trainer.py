@@ -124,7 +124,7 @@ class Trainer:
         # float16 autocast (GPUs without bf16) flushes small gradients to zero unless the loss is scaled; the
         # scaler skips a step whose gradients overflowed and lowers the scale. Disabled it is the identity.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.dtype == "float16")
-        self.train_loader, self.dev_loader = build_loaders(config, self.tokenizer, self.accents, self.rank, self.world)
+        self.train_loader, self.dev_loader = self._loaders()
         self.cache = fill_encoder_cache(self.model, config, self.accents, self.device, show_progress=self.is_main)
         self.route_logits = pooled_route_logits(self.model, config, self.accents, self.device, self.cache)
         self.step = self.epoch = self.batch_in_epoch = 0
@@ -146,6 +146,10 @@ class Trainer:
         return [g for g in groups if g["params"]]
 
     # ------------------------------------------------------------------------------------ data
+    def _loaders(self):
+        """(train, dev) loaders; a method so that a test can give the trainer other batches."""
+        return build_loaders(self.config, self.tokenizer, self.accents, self.rank, self.world)
+
     def _to_device(self, batch: dict) -> dict:
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
         if self.cache is not None:
