@@ -13,7 +13,7 @@ from models_fixtures import tiny_conf
 
 from hdmole.bin.train_tokenizer import train_tokenizer
 from hdmole.models.checkpoint import pretrained_parts
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 from hdmole.nn import HDMoLEConfig, adapter_state_dict, inject
 from hdmole.text.tokenizer import build_tokenizer
 

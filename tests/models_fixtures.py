@@ -81,7 +81,7 @@ DECODE_FRAMES, DECODE_TEXTS = (60, 37, 81), ("你好abc", "世界", "abc")
 
 
 def decode_test_model(tokenizer: ToyTokenizer):
-    from hdmole.models.llm_asr import build_model
+    from hdmole.models.build import build_model
 
     torch.manual_seed(1)
     return build_model(tiny_conf(cnn=True), tokenizer).eval()

@@ -51,7 +51,7 @@ def train_config(path: Path, mode: str, setup: dict, system: str | None = None, 
 
 def save_checkpoints(root: Path, setup: dict, seed: int = 0) -> dict:
     """base.pt and one adapter checkpoint per system of ADAPTERS, keyed as hdmole.bin.train keys them."""
-    from hdmole.models.llm_asr import build_model
+    from hdmole.models.build import build_model
     from hdmole.nn import HDMoLEConfig, adapter_state_dict, inject
     from hdmole.text.tokenizer import build_tokenizer
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from models_fixtures import ToyTokenizer, tiny_conf, toy_batch
 
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 
 pytestmark = pytest.mark.slow  # ~30 s (the Conformer imports espnet)
 

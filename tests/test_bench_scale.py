@@ -53,7 +53,7 @@ def test_pretrained_dir_loads_the_weights_through_the_recipes_loading_path(tmp_p
     load dtypes), every listed shape measured."""
     from transformers import Qwen2Config, Qwen2ForCausalLM, WhisperConfig, WhisperModel
 
-    from hdmole.models.llm_asr import build_model
+    from hdmole.models.build import build_model
 
     models = tmp_path / "models"
     WhisperModel(WhisperConfig(num_mel_bins=80, d_model=32, encoder_layers=1, encoder_attention_heads=2,

@@ -18,7 +18,7 @@ from models_fixtures import (
 )
 
 from hdmole.decode.search import decode_batch, decode_batch_ids, hf_generate, token_limits
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 
 torch.set_num_threads(1)
 TOK = ToyTokenizer()

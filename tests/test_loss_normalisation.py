@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from models_fixtures import ToyTokenizer, tiny_conf, toy_batch
 
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 from hdmole.train.lm_data import TextLines, lm_forward, lm_loss_counts
 
 torch.set_num_threads(1)

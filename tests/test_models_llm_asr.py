@@ -7,7 +7,7 @@ import torch
 from models_fixtures import ToyTokenizer, sub_batch, tiny_conf, toy_batch
 
 from hdmole.models.inputs import IGNORE_ID, assemble_training_inputs
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 
 torch.set_num_threads(1)
 TOK = ToyTokenizer()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from models_fixtures import ToyTokenizer, sub_batch, tiny_conf, toy_batch
 
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 from hdmole.text.tokenizer import UnitTokenizer
 
 torch.set_num_threads(1)

@@ -27,7 +27,7 @@ def setup(tmp_path_factory):
     setup["ckpt"] = save_checkpoints(root / "exp", setup)
     setup["config"] = train_config(root / "exp" / "base" / "config.yaml", "base", setup)
     # a base checkpoint of another model config (a wider encoder) and an accent list one accent short
-    from hdmole.models.llm_asr import build_model
+    from hdmole.models.build import build_model
     from hdmole.text.tokenizer import build_tokenizer
 
     other = copy.deepcopy(MODEL)

@@ -11,7 +11,7 @@ import yaml
 from models_fixtures import ToyTokenizer, tiny_conf
 from report_fixtures import results_table
 
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 from hdmole.report.table import load_row, markdown_table
 from hdmole.train.config import AdapterConfig, TrainConfig
 from hdmole.train.setup import prepare_model

@@ -10,7 +10,7 @@ import torch
 from train_fixtures import MODEL, Corpus
 
 from hdmole.bin.eval_router import speaker_level_accuracy
-from hdmole.models.llm_asr import build_model
+from hdmole.models.build import build_model
 from hdmole.models.speaker_routing import attach_route_logits, pool_by_speaker
 from hdmole.text.tokenizer import build_tokenizer
 

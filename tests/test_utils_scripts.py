@@ -205,6 +205,47 @@ def test_combine_data(datadir, tmp_path):
     assert r.returncode != 0 and "utterance spkA-001" in r.stderr and "unique" in r.stderr
 
 
+def _with_side_files(d: Path) -> Path:
+    """The data dir as recipes write it: a per-utterance file of their own (phones, the CTC targets), a
+    per-speaker file and a whole-dir file (accents.txt)."""
+    write(d / "phones", ["spkA-001 n i3 h ao3", "spkA-002 sh i4 j ie4", "spkB-001 zh ong1 g uo2"])
+    write(d / "spk2gender", ["spkA f", "spkB m"])
+    write(d / "accents.txt", ["Mandarin", "Southwestern"])
+    return d
+
+
+def test_subset_keeps_every_file_of_the_dir(datadir, tmp_path):
+    _with_side_files(datadir)
+    write(tmp_path / "spk.list", ["spkB"])
+    r = run(UTILS / "subset_data_dir.sh", "--spk-list", tmp_path / "spk.list", datadir, tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    b = tmp_path / "b"
+    assert (b / "phones").read_text() == "spkB-001 zh ong1 g uo2\n"  # the CTC targets are not silently lost
+    assert (b / "spk2gender").read_text() == "spkB m\n"
+    assert (b / "accents.txt").read_text() == (datadir / "accents.txt").read_text()
+    assert (b / "spk2utt").read_text() == "spkB spkB-001\n"
+    assert validate(b).returncode == 0
+
+
+def test_combine_keeps_every_file_of_the_dirs(datadir, tmp_path):
+    _with_side_files(datadir)
+    write(tmp_path / "a.list", ["spkA-001", "spkB-001"])
+    write(tmp_path / "b.list", ["spkA-002"])
+    for name in "ab":
+        run(UTILS / "subset_data_dir.sh", "--utt-list", tmp_path / f"{name}.list", datadir, tmp_path / name)
+    r = run(UTILS / "combine_data.sh", tmp_path / "c", tmp_path / "a", tmp_path / "b")
+    assert r.returncode == 0, r.stderr
+    for name in ["phones", "spk2gender", "accents.txt", "spk2utt"]:  # spkA is in both sources: one line
+        assert (tmp_path / "c" / name).read_text() == (datadir / name).read_text(), name
+    write(tmp_path / "b" / "accents.txt", ["Mandarin", "JiangHuai"])
+    write(tmp_path / "b" / "spk2gender", ["spkA m"])
+    r = run(UTILS / "combine_data.sh", tmp_path / "d", tmp_path / "a", tmp_path / "b")
+    assert r.returncode != 0 and "speaker spkA has two different lines" in r.stderr
+    write(tmp_path / "b" / "spk2gender", ["spkA f"])
+    r = run(UTILS / "combine_data.sh", tmp_path / "e", tmp_path / "a", tmp_path / "b")
+    assert r.returncode == 0 and "accents.txt differ" in r.stderr and not (tmp_path / "e" / "accents.txt").exists()
+
+
 # ---------------------------------------------------------------- run.pl
 def test_run_pl_parallel_jobs_and_logs(tmp_path):
     r = run(UTILS / "run.pl", "--max-jobs-run", 2, "JOB=1:4", tmp_path / "log/x.JOB.log", "echo", "job", "JOB")

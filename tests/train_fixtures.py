@@ -95,7 +95,7 @@ class Corpus:
         assert train_tokenizer.main([str(self.train), str(self.dev), str(root / "lang" / "char")]) == 0
         self.tokenizer = {"type": "sentencepiece", "model": str(root / "lang" / "char.model")}
         self.base = root / "base.pt"
-        from hdmole.models.llm_asr import build_model
+        from hdmole.models.build import build_model
         from hdmole.text.tokenizer import build_tokenizer
 
         torch.manual_seed(123)

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Kaldi's subset_data_dir.sh: copies a subset of a data dir's utterances to a new data dir.
+# Kaldi's subset_data_dir.sh: copies a subset of a data dir's utterances to a new data dir (every file of
+# the dir: per-utterance and per-speaker files subset, others such as accents.txt copied).
 #   subset_data_dir.sh <src> <N> <dest>                 N utterances spread evenly over <src>
 #   subset_data_dir.sh --first N|--last N <src> <dest>
 #   subset_data_dir.sh --utt-list FILE <src> <dest>     the utterances listed (first field)
@@ -53,9 +54,22 @@ else
   awk -v n="$n" -v total="$total" 'n > 0 && int((NR - 1) * n / total) != int(NR * n / total) { print $1 }' \
     "$src/utt2spk" >"$ids"
 fi
+# Every file of <src> comes along (as split_data.sh splits them): the per-utterance ones (wav.scp text ..., and
+# a recipe's own such as pinyin or phones, the CTC targets) keep the subset's utterances, the per-speaker
+# ones its speakers, and any other (accents.txt) is copied whole.
+filter_by_ids "$ids" "$src/utt2spk" "$tmp/utt2spk"
+awk '{ print $2 }' "$tmp/utt2spk" | sort -u >"$tmp/.subset_spks"
 written=()
-for f in $per_utt_files; do
-  if [ -f "$src/$f" ]; then filter_by_ids "$ids" "$src/$f" "$tmp/$f"; written+=("$f"); fi
+for path in "$src"/*; do
+  [ -f "$path" ] || continue
+  f=$(basename "$path")
+  case $(key_kind "$src" "$f") in
+    utterance) filter_by_ids "$ids" "$path" "$tmp/$f" ;;
+    speaker) filter_by_ids "$tmp/.subset_spks" "$path" "$tmp/$f" ;;
+    whole) cp "$path" "$tmp/$f" ;;
+    *) continue ;;
+  esac
+  written+=("$f")
 done
 make_spk2utt "$tmp"
 kept=$(wc -l <"$tmp/utt2spk")

@@ -54,7 +54,7 @@ def main(argv=None) -> int:
     import torch
 
     from hdmole.decode.search import decode_batch_ids, hf_generate
-    from hdmole.models.llm_asr import build_model
+    from hdmole.models.build import build_model
 
     torch.manual_seed(args.seed)
     torch.set_num_threads(args.threads)

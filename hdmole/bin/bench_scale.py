@@ -156,7 +156,7 @@ def _vocab_size(conf: dict) -> int:
 
 
 def _build(conf: dict, device: torch.device):
-    from hdmole.models.llm_asr import build_model
+    from hdmole.models.build import build_model
 
     torch.manual_seed(0)
     tokenizer = _IdTokenizer(_vocab_size(conf))

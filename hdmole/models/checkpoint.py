@@ -18,8 +18,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from hdmole.models.build import build_model
 from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
-from hdmole.models.llm_asr import LLMASR, build_model
+from hdmole.models.llm_asr import LLMASR
 from hdmole.models.state import CheckpointError, load_partial_state
 
 

@@ -28,8 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -38,10 +36,11 @@ import yaml
 
 from hdmole.data import AccentList, DataError
 from hdmole.data.specaug import SpecAugment
+from hdmole.models.build import check_model_conf
 from hdmole.models.config_utils import load_yaml_mapping, resolve_model_conf
-from hdmole.models.llm_asr import check_model_conf
 from hdmole.nn import HDMoLEConfig
 from hdmole.text.tokenizer import check_tokenizer_conf
+from hdmole.train.config_fields import ConfigError, build_dataclass
 from hdmole.train.sizes import check_lora_parity
 from hdmole.train.systems import UnknownSystemError, system_files
 
@@ -49,10 +48,6 @@ MODES = ("lm", "base", "router", "adapt")
 SYSTEMS = ("full_ft", "lora", "mole", "hdmole")
 # adapter_defaults: which entry fills the adapter.config of each adapter kind (full_ft has none).
 DEFAULTS_FOR = {"mole": "mixture", "hdmole": "mixture", "lora": "lora"}
-
-
-class ConfigError(ValueError):
-    """A config that cannot be used: the message names the file, the key and the fix."""
 
 
 @dataclass
@@ -225,69 +220,6 @@ def accum_grad_for(optim: OptimConfig, world_size: int) -> int:
     return max(1, round(optim.global_batches / world_size))
 
 
-def _build(cls, value: Any, where: str, source: str):
-    """Builds dataclass ``cls`` from a dict, recursively; unknown keys are errors."""
-    if value is None:
-        return None
-    if not isinstance(value, dict):
-        raise ConfigError(f"{source}: {where or 'the config'} must be a mapping, got {type(value).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(value) - names)
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {where + '.' if where else ''}{unknown[0]}; "
-                          f"valid keys{' of ' + where if where else ''}: {', '.join(sorted(names))}")
-    kwargs = {}
-    for name, raw in value.items():
-        hint = hints[name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        target = hint if dataclasses.is_dataclass(hint) else (args[0] if len(args) == 1 else None)
-        if isinstance(hint, types.UnionType) and target is not None and dataclasses.is_dataclass(target):
-            kwargs[name] = _build(target, raw, f"{where}.{name}" if where else name, source)
-        elif dataclasses.is_dataclass(hint):
-            kwargs[name] = _build(hint, raw, f"{where}.{name}" if where else name, source)
-        else:
-            kwargs[name] = _coerce(raw, hint, f"{where}.{name}" if where else name, source)
-    return cls(**kwargs)
-
-
-def _coerce(value: Any, hint: Any, key: str, source: str) -> Any:
-    """Numbers as the field says: YAML reads ``5e-3`` (no dot) as a string, and ``1`` for a float field
-    as an int; both are what the user meant."""
-    optional = typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in typing.get_args(hint)
-    if optional:
-        if value is None:
-            return None
-        rest = [a for a in typing.get_args(hint) if a is not type(None)]
-        hint = rest[0] if len(rest) == 1 else hint
-    # A string where a list belongs would be taken a character at a time ("unknown model part 'e'").
-    if typing.get_origin(hint) is list and not isinstance(value, list):
-        raise ConfigError(f"{source}: {key} must be a list, e.g. {key.rsplit('.', 1)[-1]}: [{value}], got {value!r}")
-    if hint is dict and not isinstance(value, dict):
-        _bad(key, value, "a mapping ({key: value, ...})", source)
-    what = {float: "a number", int: "a whole number"}.get(hint)
-    if what is not None:
-        if isinstance(value, bool) or (hint is int and isinstance(value, float) and not value.is_integer()):
-            _bad(key, value, what, source)
-        try:
-            return hint(value)
-        except (TypeError, ValueError):
-            _bad(key, value, what, source)
-    if typing.get_origin(hint) is tuple:
-        size = len(typing.get_args(hint))
-        try:
-            if isinstance(value, (list, tuple)) and len(value) == size:
-                return tuple(float(v) for v in value)
-        except (TypeError, ValueError):
-            pass
-        _bad(key, value, f"a list of {size} numbers", source)
-    return value
-
-
-def _bad(key: str, value: Any, what: str, source: str):
-    raise ConfigError(f"{source}: {key} must be {what}, got {value!r}")
-
-
 def set_by_path(d: dict, dotted: str, value: Any) -> None:
     keys = dotted.split(".")
     for k in keys[:-1]:
@@ -331,7 +263,7 @@ def _compose_system(raw: dict, name: Any, path: str | os.PathLike) -> tuple[dict
         raise ConfigError(f"{path}: system: {e}") from None
     for file in files:
         layer = _read(file)
-        _build(TrainConfig, layer, "", str(file))
+        build_dataclass(TrainConfig, layer, "", str(file))
         raw = _merge(raw, layer)
     return raw, [str(file) for file in files]
 
@@ -460,7 +392,7 @@ def load_train_config(path: str | os.PathLike, overrides: list[str] = ()) -> tup
                                          "pool_first_k": int(adapter.get("speaker_first_k", 0))}
     if isinstance(raw.get("init"), str):
         raw["init"] = [raw["init"]]
-    config = _build(TrainConfig, raw, "", str(path))
+    config = build_dataclass(TrainConfig, raw, "", str(path))
     config.validate(str(path))
     check_sections(config, str(path), adapter_defaults)
     config.sources = tuple(str(Path(source).resolve()) for source in sources)

@@ -19,12 +19,15 @@ import logging
 
 from torch import nn
 
-from hdmole.models.checkpoint import pretrained_parts
+from hdmole.models.checkpoint import pretrained_parts, read_checkpoint
+from hdmole.models.state import load_partial_state
 from hdmole.nn import count_parameters, inject, is_adapter_parameter, mark_trainable
 from hdmole.train.config import ConfigError, TrainConfig, adapter_config_for
 
 log = logging.getLogger(__name__)
 
+# An init checkpoint is an earlier stage's output: a damaged one is re-made, not resumed around.
+INIT_FIX = "re-run the stage that writes it, or correct 'init' in the config"
 # The model's top-level parts that `trainable` may name.
 PARTS = ("encoder", "projector", "llm", "ctc", "global_router")
 
@@ -131,3 +134,12 @@ def saved_state(model: nn.Module, mode: str, model_conf: dict) -> dict:
     if getattr(model, "global_router", None) is not None:
         keep |= {n for n in state if n.startswith("global_router.")}
     return {n: t for n, t in state.items() if n in keep}
+
+
+def load_init(model: nn.Module, paths: list[str]) -> None:
+    """Loads earlier stages' checkpoints (full or partial) before this stage's setup."""
+    for path in paths:
+        state = read_checkpoint(path, fix=INIT_FIX)["model"]
+        load_partial_state(model, state, f"init checkpoint {path}",
+                           fix="is it from another model config, or an adapter checkpoint given as init?")
+        log.info("init: loaded %d tensors from %s", len(state), path)

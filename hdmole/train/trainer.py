@@ -34,18 +34,18 @@ from torch import nn
 from tqdm import tqdm
 from transformers import get_scheduler
 
-from hdmole.data import AccentList, build_dataloader
+from hdmole.data import AccentList
 from hdmole.data.accents import check_domain_coverage
+from hdmole.models.build import build_model
 from hdmole.models.checkpoint import read_checkpoint
-from hdmole.models.llm_asr import build_model
 from hdmole.models.precision import autocast
 from hdmole.models.state import load_partial_state
 from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
 from hdmole.train.config import ConfigError, TrainConfig, accum_grad_for
-from hdmole.train.encoder_cache import EncoderCache
-from hdmole.train.lm_data import build_noisy_prefix, build_text_loader, lm_forward, lm_loss_counts
-from hdmole.train.setup import prepare_model, saved_state
+from hdmole.train.data import build_loaders, fill_encoder_cache, pooled_route_logits
+from hdmole.train.lm_data import lm_forward, lm_loss_counts
+from hdmole.train.setup import load_init, prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
 PHASES = {"router": "router pre-training", "adapt": "adaptation"}
@@ -59,10 +59,6 @@ def _warmup_then_constant(step: int, warmup: int) -> float:
 
 class NonFiniteLossError(RuntimeError):
     pass
-
-
-# An init checkpoint is an earlier stage's output: a damaged one is re-made, not resumed around.
-INIT_FIX = "re-run the stage that writes it, or correct 'init' in the config"
 
 
 def init_distributed(device_pref: str, timeout_s: float = 1800.0) -> tuple[int, int, torch.device]:
@@ -79,15 +75,6 @@ def init_distributed(device_pref: str, timeout_s: float = 1800.0) -> tuple[int, 
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo", timeout=datetime.timedelta(seconds=timeout_s))
     return rank, world, device
-
-
-def load_init(model: nn.Module, paths: list[str]) -> None:
-    """Loads earlier stages' checkpoints (full or partial) before this stage's setup."""
-    for path in paths:
-        state = read_checkpoint(path, fix=INIT_FIX)["model"]
-        load_partial_state(model, state, f"init checkpoint {path}",
-                           fix="is it from another model config, or an adapter checkpoint given as init?")
-        log.info("init: loaded %d tensors from %s", len(state), path)
 
 
 class Trainer:
@@ -138,8 +125,8 @@ class Trainer:
         # scaler skips a step whose gradients overflowed and lowers the scale. Disabled it is the identity.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=config.dtype == "float16")
         self.train_loader, self.dev_loader = self._loaders()
-        self.cache = self._fill_cache()
-        self.route_logits = self._speaker_route_logits()
+        self.cache = fill_encoder_cache(self.model, config, self.accents, self.device, show_progress=self.is_main)
+        self.route_logits = pooled_route_logits(self.model, config, self.accents, self.device, self.cache)
         self.step = self.epoch = self.batch_in_epoch = 0
         self.train_seconds = 0.0
         self.best: float | None = None
@@ -160,61 +147,8 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------ data
     def _loaders(self):
-        c, tok = self.config, self.tokenizer
-        if c.mode == "lm":
-            prefix = build_noisy_prefix(c.data.lm_prefix, tok)
-            train = build_text_loader(c.data.train, tok, max_tokens=c.data.max_frames, shuffle=True, seed=c.seed,
-                                      rank=self.rank, world_size=self.world, prefix=prefix)
-            dev = (build_text_loader(c.data.dev, tok, max_tokens=c.data.max_frames, shuffle=False, seed=c.seed,
-                                     prefix=prefix) if c.data.dev else None)
-            return train, dev
-        specaug = c.data.specaug if c.mode == "base" else None  # frozen encoder later: no augmentation
-        common = dict(max_frames=c.data.max_frames, seed=c.seed, tokenizer=tok, cmvn=c.data.cmvn)
-        units = (c.model or {}).get("ctc_units")
-        if units and c.mode == "base":  # the CTC loss only trains in the base mode (the encoder is frozen after)
-            if not c.data.ctc_text:
-                raise ConfigError("the model's CTC head is on ctc_units: set data.ctc_text (the data-dir file of units, "
-                                  "e.g. pinyin)")
-            common.update(ctc_text=c.data.ctc_text, ctc_tokenizer={"type": "units", "list": units})
-        train = build_dataloader(c.data.train, self.accents, shuffle=True, specaug=specaug, rank=self.rank,
-                                 world_size=self.world, num_workers=c.data.num_workers, **common)
-        dev = (build_dataloader(c.data.dev, self.accents, shuffle=False, num_workers=c.data.num_workers, **common)
-               if c.data.dev else None)
-        return train, dev
-
-    def _fill_cache(self) -> EncoderCache | None:
-        if self.config.mode not in ("router", "adapt") or not self.config.data.cache_encoder:
-            return None
-        c = self.config
-        cache = EncoderCache()
-        # Every rank encodes the whole set (not its shard): the shards change from epoch to epoch.
-        for name, data_dir in (("train", c.data.train), ("dev", c.data.dev)):
-            if data_dir:
-                loader = build_dataloader(data_dir, self.accents, max_frames=c.data.max_frames, shuffle=False,
-                                          seed=c.seed, cmvn=c.data.cmvn)
-                cache.fill(self.model, loader, self.device, f"{name} set", show_progress=self.is_main)
-        return cache
-
-    def _speaker_route_logits(self) -> dict | None:
-        """With ``global_router.pool: speaker``: every train and dev utterance's pooled router logits (its
-        speaker's evidence), computed once: the router is frozen, so they are constants (train as you route)."""
-        if self.config.mode != "adapt" or getattr(self.model, "route_pooling", "utterance") == "utterance":
-            return None
-        if any(p.requires_grad for p in self.model.global_router.parameters()):
-            raise ConfigError("global_router.pool: speaker pools a frozen router's posteriors over each speaker before "
-                              "training; set adapter.train_global_router: false (or route by utterance)")
-        from hdmole.models.speaker_routing import speaker_route_logits
-
-        c = self.config
-        pooled: dict = {}
-        for data_dir in (c.data.train, c.data.dev):
-            if data_dir:
-                loader = build_dataloader(data_dir, self.accents, max_frames=c.data.max_frames, shuffle=False,
-                                          seed=c.seed, cmvn=c.data.cmvn)
-                attach = (lambda b: self.cache.attach(b, self.device)) if self.cache is not None else None
-                pooled.update(speaker_route_logits(self.model, loader, self.device, self.model.route_pool_first_k, attach))
-        log.info("speaker-level routing: pooled router posteriors of %d utterances", len(pooled))
-        return pooled
+        """(train, dev) loaders; a method so that a test can give the trainer other batches."""
+        return build_loaders(self.config, self.tokenizer, self.accents, self.rank, self.world)
 
     def _to_device(self, batch: dict) -> dict:
         batch = {k: (v.to(self.device) if torch.is_tensor(v) else v) for k, v in batch.items()}
