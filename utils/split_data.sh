@@ -73,22 +73,19 @@ fi
 awk 'FNR == NR { p[$1] = $2; next } !(($2 " " p[$1]) in seen) { seen[$2 " " p[$1]] = 1; print $2, p[$1] }' \
   "$tmp/utt2part" "$data/utt2spk" >"$tmp/spk2part"
 
-has_key() { awk -v k="$1" '$1 == k { found = 1; exit } END { exit !found }' "$2"; }
 for path in "$data"/*; do
   [ -f "$path" ] || continue
   f=$(basename "$path")
-  [ "$f" = spk2utt ] && continue
-  # A binary feature archive (Kaldi keeps them in dump/, but a data dir may hold one) starts with an utterance
-  # id too but is no table of lines: left out, the parts' feats.scp point into it where it is.
-  case $f in *.ark) continue ;; esac
-  # Keyed by utterance if its first key is an utterance id, by speaker if a speaker id; then every key must be.
-  first=$(awk 'NF { print $1; exit }' "$path")
-  if [ -n "$first" ] && has_key "$first" "$tmp/utt2part"; then map=$tmp/utt2part; kind=utterance
-  elif [ -n "$first" ] && has_key "$first" "$tmp/spk2part"; then map=$tmp/spk2part; kind=speaker
-  else
-    for ((j = 1; j <= n; j++)); do cp "$path" "$tmp/$j/$f"; done
-    continue
-  fi
+  # Keyed by utterance if its first key is an utterance id, by speaker if a speaker id (key_kind); then every
+  # key must be. A binary feature archive (*.ark: no table of lines) is left out, the parts' feats.scp point
+  # into it where it is; spk2utt is rebuilt.
+  kind=$(key_kind "$data" "$f")
+  case $kind in
+    utterance) map=$tmp/utt2part ;;
+    speaker) map=$tmp/spk2part ;;
+    whole) for ((j = 1; j <= n; j++)); do cp "$path" "$tmp/$j/$f"; done; continue ;;
+    *) continue ;;
+  esac
   for ((j = 1; j <= n; j++)); do : >"$tmp/$j/$f"; done
   awk -v dir="$tmp" -v f="$f" -v src="$path" -v kind="$kind" '
     FNR == NR { parts[$1] = parts[$1] " " $2; next }
