@@ -99,6 +99,12 @@ def test_every_stage_writes_its_outputs(recipe):
     assert "## The threshold's operating curve (dev)" in results and "| hdmole | projector." in results
     assert "## Active experts per layer and domain" in results and "Speakers are not resampled" in results
     assert "Made by" in results and "./run.sh --fast true" in results  # the recipe command, quoted
+    # stage 5: hdmole's first seed is the source gate grid's run of the chosen gate, copied, not trained twice;
+    # the grid is decoded for its operating curve with the n-gram only (the LLM-only table has no gate rows)
+    chosen = json.loads((exp / "gate" / "chosen.json").read_text())["gate"]
+    assert (exp / "hdmole" / "best.pt").read_bytes() == (exp / "gate" / f"g{chosen}" / "best.pt").read_bytes()
+    assert (exp / "gate" / f"g{chosen}" / "decode_test_std" / "text").is_file()
+    assert not list((exp / "gate").glob("g*/decode_llm_*")) and (exp / "hdmole" / "decode_llm_test_std").is_dir()
     stages = [line.split("\t")[0] for line in (exp / "stage_times.tsv").read_text().splitlines()]
     assert stages == [str(s) for s in range(8)]
 

@@ -110,6 +110,8 @@ ngram=$exp_dir/ngram/char$ngram_order.arpa
 
 # shellcheck disable=SC1091
 . "$(dirname "${BASH_SOURCE[0]}")/launcher.sh"
+# shellcheck disable=SC1091
+. "$(dirname "${BASH_SOURCE[0]}")/decode_report.sh"  # stages 6 and 7
 train_launcher "$exp_dir/check" >/dev/null || exit 1  # bad multi-node options stop here, before any stage
 
 train() {  # train <config> <exp> [more hdmole.bin.train args]
@@ -262,11 +264,26 @@ gate_args() {  # gate_args <dir>: the training overrides of the source gate (a g
   esac | while read -r override; do printf -- '--override\n%s\n' "$override"; done
 }
 
+reuse_chosen_gate() {  # reuse_chosen_gate <dir>: hdmole's first seed is the grid's run of the chosen gate
+  # The same system, seed, gate and data: the grid has trained exactly what exp/hdmole would train, so it is
+  # copied rather than trained twice; the training call below then finds it done (it checks that the config and
+  # the inputs are the ones it would use, and says what differs if not).
+  [ "$1" = hdmole ] && [ -f "$exp_dir/gate/chosen.json" ] || return 0
+  [ -f "$exp_dir/hdmole/train_summary.json" ] && return 0
+  local chosen
+  chosen=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))["gate"])' "$exp_dir/gate/chosen.json")
+  [ -f "$exp_dir/gate/g$chosen/train_summary.json" ] || return 0
+  log "hdmole (seed 1): the source gate's grid trained it already (exp dir $exp_dir/gate/g$chosen): copied"
+  mkdir -p "$exp_dir/hdmole"
+  cp -a "$exp_dir/gate/g$chosen/." "$exp_dir/hdmole/"
+}
+
 adapt_one() {  # adapt_one <system>:<seed> (or gate/g<gate>:1, HDMoLE with one source gate of the grid)
   local system=${1%%:*} k=${1##*:} dir=${1%%:*} gate=()
   [ "$k" -gt 1 ] && dir=${system}_seed$k
   mapfile -t gate < <(gate_args "$dir")
   [[ "$system" == gate/* ]] && system=hdmole
+  reuse_chosen_gate "$dir"
   local args=("$conf_dir/adapt.yaml" "$exp_dir/$dir" --override "system=$system" --override "seed=$k" "${gate[@]}"
     --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]"
     --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev")
@@ -275,141 +292,6 @@ adapt_one() {  # adapt_one <system>:<seed> (or gate/g<gate>:1, HDMoLE with one s
   mkdir -p "$exp_dir/$dir"
   log "adapting $dir (console output: $exp_dir/$dir/console.log)"
   train "${args[@]}" >"$exp_dir/$dir/console.log" 2>&1 || { tail -5 "$exp_dir/$dir/console.log" >&2; return 1; }
-}
-
-adapter_args() {  # the checkpoints to decode with: the base, then the system's own
-  [ "$1" = base ] && return 0
-  echo "--adapter $exp_dir/$1/best.pt"
-}
-
-decoded_dirs() {  # the base model, every seed of every system, and the source gate's grid
-  local system gate
-  echo base
-  for system in $systems; do seed_dirs "$system"; done
-  for gate in $source_gates; do echo "gate/g$gate"; done
-}
-
-decode_one() {  # decode_one <dir>: every test set in one call per job (the model is loaded once per job)
-  local dir=$1 set fusion=()
-  need "$exp_dir/$dir/best.pt" "$([ "$dir" = base ] && echo 3 || echo 5)"
-  for set in $std_test $accent_tests $eval_sets; do need "$data_dir/$set/utt2num_frames" 1; done
-  if [ "$ngram_order" -gt 0 ]; then
-    need "$ngram" 2
-    fusion=(--ngram "${ngram%.arpa}.bin" --ngram-weight "$ngram_weight")
-  fi
-  decode_jobs "$dir" decode --beam "$beam" "${fusion[@]}"
-  if speaker_routed "$dir"; then  # the online case: each speaker routed with its first k utterances only
-    local k
-    for k in 1 3 10; do decode_jobs "$dir" "decode_first$k" --beam "$beam" "${fusion[@]}" --speaker-first-k "$k"; done
-  fi
-  if [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ]; then
-    decode_jobs "$dir" decode_llm --beam "$llm_only_beam"
-  fi
-}
-
-speaker_routed() {  # speaker_routed <dir>: the system routes by speaker (global_router.pool: speaker)
-  grep -q "pool: speaker" "$exp_dir/$1/config.yaml" 2>/dev/null
-}
-
-decode_jobs() {  # decode_jobs <dir> <prefix> <decode options>: $decode_nj jobs through $decode_cmd, then merged
-  local dir=$1 prefix=$2 set sets=() n=$decode_nj threads=() split=(--per-utt) part
-  shift 2
-  # By utterance: the model keeps no per-speaker state (global CMVN), and the parts come out even; a system
-  # routed by speaker pools each speaker's utterances, so its parts hold whole speakers.
-  if speaker_routed "$dir"; then split=(); fi
-  for set in $std_test $accent_tests $eval_sets; do
-    if [ "$n" -gt 1 ]; then
-      utils/split_data.sh "${split[@]}" "$data_dir/$set" "$n"
-      part=split$n; [ ${#split[@]} -gt 0 ] && part=split${n}utt
-      sets+=(--data "$data_dir/$set/$part/JOB" --out "$exp_dir/$dir/${prefix}_$set/split$n/JOB")
-      # the merged output of an earlier run goes until the parts are merged again: complete or absent
-      rm -f "$exp_dir/$dir/${prefix}_$set/"{text,rtf,decode_inputs.json}
-    else
-      sets+=(--data "$data_dir/$set" --out "$exp_dir/$dir/${prefix}_$set")
-    fi
-  done
-  # Jobs side by side on this machine share its cores; a cluster job uses the cores it was given.
-  if [ "$jobs" -gt 1 ]; then threads=(--threads 1)
-  elif [ "$n" -gt 1 ] && [[ "$decode_cmd" == *run.pl* ]]; then threads=(--threads "$(( $(nproc) / n > 1 ? $(nproc) / n : 1 ))"); fi
-  # shellcheck disable=SC2046,SC2086
-  $decode_cmd JOB=1:"$n" "$exp_dir/$dir/log/$prefix.JOB.log" \
-    python -m hdmole.bin.decode --config "$exp_dir/$dir/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
-    --accents "$accents" --batch-frames "$decode_batch_frames" "${threads[@]}" $(adapter_args "$dir") \
-    "${sets[@]}" "$@" $decode_args || die "decoding $dir failed (logs: $exp_dir/$dir/log/$prefix.*.log)"
-  [ "$n" -gt 1 ] || return 0
-  for set in $std_test $accent_tests $eval_sets; do
-    local out=$exp_dir/$dir/${prefix}_$set
-    # shellcheck disable=SC2046
-    python -m hdmole.bin.merge_decode --data "$data_dir/$set" --out "$out" $(for j in $(seq "$n"); do echo "$out/split$n/$j"; done)
-  done
-}
-
-stage_decode() {
-  if [ -f "$exp_dir/router/best.pt" ]; then router_eval; fi  # not done in stage 4 by a multi-node run
-  log "decoding $(decoded_dirs | wc -l) models ($jobs at a time, $decode_nj job(s) each through $decode_cmd; logs in <exp>/<model>/log/)"
-  # shellcheck disable=SC2046
-  parallel decode_one $(decoded_dirs)
-}
-
-report_systems() {  # table order: the known systems requested or already decoded, then any others requested
-  local s out=""
-  for s in $table_systems; do
-    if [[ " $systems " == *" $s "* ]] || [ -f "$exp_dir/$s/decode_$std_test/text" ]; then out+=" $s"; fi
-  done
-  for s in $systems; do [[ " $out " == *" $s "* ]] || out+=" $s"; done
-  echo "$out"
-}
-
-stage_report() {
-  local all_test report system dir set decoding decodings=(decode)
-  all_test=$(test_all)
-  report=$(report_systems)
-  [ "$ngram_order" -gt 0 ] && [ "$llm_only_beam" -gt 0 ] && decodings+=(decode_llm)
-  for system in base $report; do
-    for dir in $([ "$system" = base ] && echo base || seed_dirs "$system"); do
-      local these=("${decodings[@]}")
-      speaker_routed "$dir" && these+=(decode_first1 decode_first3 decode_first10)
-      for decoding in "${these[@]}"; do
-        for set in $std_test $accent_tests $eval_sets; do
-          need "$exp_dir/$dir/${decoding}_$set/text" 6
-          python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/$dir/${decoding}_$set/text" \
-            --accents "$accents" --out "$exp_dir/$dir/${decoding}_$set" 2>>"$exp_dir/score.log"
-        done
-      done
-    done
-    # --if-routed: a system without a mixture of experts (full_ft, lora) is skipped with a message.
-    if [ "$system" != base ] && [ ! -f "$exp_dir/$system/routing_test_all.json" ]; then
-      # shellcheck disable=SC2086
-      python -m hdmole.bin.routing_stats --if-routed \
-        --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
-        --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
-        --out "$exp_dir/$system/routing_test_all.json" $eval_args
-    fi
-    # The threshold's operating curve on the dev set (first seed); --if-thresholded: others are skipped.
-    if [ "$system" != base ] && [ ! -f "$exp_dir/$system/threshold_curve.json" ]; then
-      python -m hdmole.bin.threshold_curve --if-thresholded --exp-dir "$exp_dir/$system" \
-        --checkpoint "$exp_dir/base/best.pt" --checkpoint "$exp_dir/$system/best.pt" \
-        --data "$data_dir/$target_dev" --accents "$accents" ${threshold_taus:+--taus "$threshold_taus"}
-    fi
-  done
-  local gate
-  for gate in $source_gates; do  # the source gate's grid: the operating curve (beam search decoding)
-    for set in $std_test $accent_tests; do
-      need "$exp_dir/gate/g$gate/decode_$set/text" 6
-      python -m hdmole.bin.score --ref "$data_dir/$set" --hyp "$exp_dir/gate/g$gate/decode_$set/text" \
-        --accents "$accents" --out "$exp_dir/gate/g$gate/decode_$set" 2>>"$exp_dir/score.log"
-    done
-  done
-  local notes=()
-  [ -f RESULTS.notes.md ] && notes=(--notes RESULTS.notes.md)
-  [ -n "$source_gates" ] && notes+=(--source-gates $source_gates)
-  [ -f "$exp_dir/run_commands.txt" ] && notes+=(--run-commands "$exp_dir/run_commands.txt")
-  [ -n "$eval_sets" ] && notes+=(--extra-sets $eval_sets)
-  # shellcheck disable=SC2086
-  python -m hdmole.bin.report --exp-dir "$exp_dir" --systems base $report --std-set "$std_test" \
-    --accent-sets $accent_tests --routing-set test_all --stage-times "$exp_dir/stage_times.tsv" \
-    --decodings "${decodings[@]}" --seeds "$seeds" --router-dir "$exp_dir/router" --data-dir "$data_dir" \
-    --title "$(basename "$PWD"): results" --out "$results_dir/RESULTS.md" --plots-dir "$results_dir/results" "${notes[@]}" $report_args
 }
 
 names=(features lm base router adapt decode report)
