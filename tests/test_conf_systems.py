@@ -184,3 +184,18 @@ def test_resolved_config_is_a_plain_config_without_the_composition_keys(tmp_path
     path.write_text(yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
     again, resolved_again = load_train_config(path)
     assert resolved_again == resolved and again.sources == (str(path.resolve()),)
+
+
+def test_mini_accent_trains_each_system_at_its_dev_chosen_learning_rate(tmp_path):
+    """egs/mini_accent: every system's lr is the one its grid chose on dev_accent (the recipe's
+    conf/systems/<system>.yaml, applied after the top-level method; README.md, "Development measurements"),
+    and an --override still wins over it (local/lr_grid.sh trains every system at one lr that way)."""
+    chosen = {"full_ft": 2e-3, "mole_top1": 4e-3, "mole_top2": 4e-3, "hdmole_no_source": 4e-3}
+    accents = accents_file(tmp_path, 5)
+    for name in TABLE:
+        config, _ = load_system("mini_accent", name, accents)
+        assert config.optim.lr == chosen.get(name, 8e-3), name
+        assert config.sources[-1] == str(ROOT / "egs" / "mini_accent" / "conf" / "systems" / f"{name}.yaml")
+        assert config.optim.max_steps == 600 and config.optim.warmup_steps == 50  # the rest of optim is shared
+    config, _ = load_system("mini_accent", "hdmole", accents, "optim.lr=1e-3")
+    assert config.optim.lr == 1e-3
