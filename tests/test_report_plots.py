@@ -48,3 +48,13 @@ def test_without_a_cjk_font_the_plot_is_still_drawn_with_one_warning(tmp_path, c
     assert len(lines) == 2 and "普" in lines[0] and "fonts-wqy-microhei" in lines[0]  # one per plot
     with_font, without = image.imread(tmp_path / "with.png"), image.imread(tmp_path / "without.png")
     assert (with_font.shape == without.shape and np.array_equal(with_font, without)) == (found is None)
+
+
+def test_threshold_curves_of_a_mixture_without_thresholds_draw_without_warnings(tmp_path):
+    """A top-k or dense mixture (mole_top2, hdmole_dense) logs active experts but no tau: its curves are drawn
+    with the tau panel saying so, and matplotlib warns of no empty legend (it did, once per such system)."""
+    log = [{"step": s, "routing": {"projector.linear1": {"mean_active_experts": 2.0}}} for s in (25, 50)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plots.threshold_curves(log, tmp_path / "curves.png", "mole_top2")
+    assert image.imread(tmp_path / "curves.png").shape[2] == 4

@@ -162,7 +162,10 @@ def _draw_threshold_curves(entries: list[dict], layers: list[str], out: Path, ti
     ax_active.set(xlabel="step", ylabel="experts", title="mean active experts per token")
     for ax in (ax_tau, ax_active):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
+        else:  # a top-k or dense mixture logs its active experts but has no threshold to draw
+            ax.text(0.5, 0.5, "no dynamic threshold", ha="center", va="center", transform=ax.transAxes)
     fig.suptitle(title, fontsize=10)
     fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
