@@ -190,3 +190,11 @@ def test_the_base_stage_learns_its_training_data(recipe, tmp_path):
     trained = train_std_cer(exp / "base", recipe["data_dir"], tmp_path / "decode_long")
     untrained = train_std_cer(recipe["exp_dir"] / "base", recipe["data_dir"], tmp_path / "decode_short")
     assert trained < CER_BOUND < untrained, (trained, untrained)
+
+
+def test_report_of_a_system_not_yet_decoded_names_the_stage_to_run(own_copy):
+    """Stage 7 asked for a system with no exp dir (not trained, not decoded) says to run stage 6, rather than
+    failing on the scoring log it would write into that dir."""
+    result = run("--stage", 7, "--stop-stage", 7, "--systems", "mole_top1", **own_copy)
+    assert result.returncode != 0
+    assert "mole_top1/decode_test_std/text is missing: run stage 6 first" in result.stderr, result.stderr[-1500:]

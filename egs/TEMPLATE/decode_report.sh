@@ -89,8 +89,10 @@ report_systems() {  # table order: the known systems requested or already decode
 report_one() {  # report_one <system>: scores every decoding of its seeds; routing statistics and threshold curve
   local system=$1 dir set decoding all_test score_log
   all_test=$(test_all)
-  score_log=$exp_dir/$system/score.log
-  : >"$score_log"  # this report's scoring messages of the system's seeds, gathered into exp/score.log afterwards
+  # This report's scoring messages of the system's seeds, gathered into exp/score.log afterwards; kept out of
+  # the system's exp dir, which may not exist yet (then `need` below names the stage to run).
+  score_log=$exp_dir/log/score.$system.log
+  mkdir -p "$exp_dir/log" && : >"$score_log"
   for dir in $([ "$system" = base ] && echo base || seed_dirs "$system"); do
     local these=("${decodings[@]}")
     speaker_routed "$dir" && these+=(decode_first1 decode_first3 decode_first10)
@@ -129,7 +131,7 @@ stage_report() {
   # pass, or (layers + 1) per forced tau, over a dev or test set each): each job scores into its own log.
   # shellcheck disable=SC2086
   parallel report_one base $report
-  for system in base $report; do cat "$exp_dir/$system/score.log" 2>/dev/null; done >>"$exp_dir/score.log"
+  for system in base $report; do cat "$exp_dir/log/score.$system.log" 2>/dev/null; done >>"$exp_dir/score.log"
   local gate
   for gate in $source_gates; do  # the source gate's grid: the operating curve (beam search decoding)
     for set in $std_test $accent_tests; do
