@@ -99,3 +99,32 @@ def test_decode_writes_one_hypothesis_per_utterance_and_rtf(setup):
     assert parallel.returncode == 0, parallel.stderr[-2000:]
     assert (out / "text").read_text(encoding="utf-8").splitlines() == lines
     assert dict(line.split() for line in (out / "rtf").read_text().splitlines())["nj"] == "2"
+
+
+def test_passes_joined_by_then_decode_as_separate_calls_would(setup):
+    """`--then`: the recipe's decodings of one model (beam search, then greedy) in one process give the
+    hypotheses and the provenance records of two separate calls; a pass's own options are its own."""
+    common = ["--config", str(setup["config"]), "--checkpoint", str(setup["root"] / "base.pt"), "--adapter",
+              str(setup["root"] / "adapter.pt"), "--data", str(setup["data"]), "--accents",
+              str(setup["root"] / "accents.txt"), "--batch-frames", "200", "--threads", "1"]
+    root = setup["root"] / "then"
+    env = {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+
+    def decode(*args):
+        return subprocess.run([sys.executable, "-m", "hdmole.bin.decode", *args], cwd=ROOT, env=env,
+                              capture_output=True, text=True, timeout=HANG)
+
+    for beam, name in (("2", "beam"), ("1", "greedy")):
+        assert decode(*common, "--beam", beam, "--out", str(root / "alone" / name)).returncode == 0
+    joined = decode(*common, "--beam", "2", "--out", str(root / "joined" / "beam"), "--then",
+                    *common, "--beam", "1", "--out", str(root / "joined" / "greedy"))
+    assert joined.returncode == 0, joined.stderr[-2000:]
+    for name in ("beam", "greedy"):
+        for produced in ("text", "decode_inputs.json"):
+            assert (root / "joined" / name / produced).read_bytes() == (root / "alone" / name / produced).read_bytes()
+    # every pass is checked before the first decodes: a bad second pass writes nothing
+    bad = decode(*common, "--out", str(root / "bad" / "first"), "--then", *common, "--beam", "0",
+                 "--out", str(root / "bad" / "second"))
+    assert bad.returncode != 0 and "--beam" in bad.stderr and not (root / "bad" / "first").exists()
+    empty = decode(*common, "--out", str(root / "bad" / "first"), "--then")
+    assert empty.returncode != 0 and "--then" in empty.stderr

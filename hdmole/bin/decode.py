@@ -13,6 +13,11 @@ system, another beam): then it is decoded again. ``--config`` is a training conf
 ``config.yaml``: model, tokenizer, data.cmvn) or a bare model config together with ``--tokenizer``.
 An expected failure (a missing, unreadable or mismatched checkpoint, bad data) is one line naming the file;
 its traceback is in decode.log (and on stderr with ``--verbose``).
+
+``--then`` starts another decoding in the same process: the arguments after it are a complete command line of
+their own (nothing is inherited), decoded exactly as a separate call would, and a pass with the same config
+and checkpoints reuses the loaded model. The recipes decode each model this way (beam search with the n-gram,
+then the LLM alone): one Python start and one model load per model instead of one per decoding.
 """
 
 from __future__ import annotations
@@ -207,14 +212,43 @@ def why_decode_again(out: Path, data: Path, record: dict) -> str | None:
     return None if done == utts else f"{text} does not cover the utterances of {frames}"
 
 
+def split_passes(argv: list[str]) -> list[list[str]]:
+    """The command line cut at each ``--then``: one complete argument list per decoding pass."""
+    passes: list[list[str]] = [[]]
+    for arg in argv:
+        if arg == "--then":
+            passes.append([])
+        else:
+            passes[-1].append(arg)
+    return passes
+
+
 def main(argv=None) -> int:
-    args = parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passes = split_passes(argv)
+    if any(not p for p in passes):
+        raise SystemExit("error: --then must separate two complete decoding command lines (one is empty)")
+    for pass_argv in passes:  # every pass's options are checked before the first one decodes
+        check_args(parse_args(pass_argv))
+    for pass_argv in passes:
+        status = decode_pass(pass_argv)
+        if status:
+            return status
+    return 0
+
+
+def check_args(args) -> None:
     if len(args.data) != len(args.out):
         raise SystemExit(f"error: {len(args.data)} --data but {len(args.out)} --out; give one output dir per data dir")
     if args.beam < 1 or args.nj < 1 or args.batch_frames < 1:
         raise SystemExit("error: --beam, --nj and --batch-frames must be >= 1")
     if args.num_workers < 0:
         raise SystemExit("error: --num-workers must be >= 0")
+
+
+def decode_pass(argv: list[str]) -> int:
+    """One decoding: every --data / --out pair of one command line."""
+    args = parse_args(argv)
     from hdmole.logs import log_failure
 
     _setup_logging(None, args.verbose)
