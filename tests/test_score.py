@@ -115,3 +115,25 @@ def test_without_accents_only_total(tmp_path):
     write_inputs(tmp_path)
     summary, per_utt = score.score_texts(dict((u, t) for u, t, _ in REF), dict(HYP))
     assert summary["per_accent"] == {} and summary["total"]["errors"] == 5 and len(per_utt) == 6
+
+
+def test_several_hypothesis_files_in_one_call_score_as_separate_calls(tmp_path):
+    """The recipe scores every decoding of a system in one call: each --ref --hyp --out triple gets the files a
+    call of its own writes, and the triples must pair up."""
+    write_inputs(tmp_path)
+    (tmp_path / "hyp2").write_text("".join(f"{u} {t}\n" for u, t, _ in REF), encoding="utf-8")  # all correct
+    args = ["--utt2accent", str(tmp_path / "utt2accent")]
+    for hyp in ("hyp", "hyp2"):
+        assert score.main(["--ref", str(tmp_path / "ref_text"), "--hyp", str(tmp_path / hyp),
+                           "--out", str(tmp_path / "alone" / hyp), *args]) == 0
+    assert score.main(["--ref", str(tmp_path / "ref_text"), "--hyp", str(tmp_path / "hyp"), "--out",
+                       str(tmp_path / "joined" / "hyp"), "--ref", str(tmp_path / "ref_text"), "--hyp",
+                       str(tmp_path / "hyp2"), "--out", str(tmp_path / "joined" / "hyp2"), *args]) == 0
+    for hyp in ("hyp", "hyp2"):
+        for name in ("cer", "cer.json", "per_utt", "utt_errors"):
+            assert (tmp_path / "joined" / hyp / name).read_bytes() == (tmp_path / "alone" / hyp / name).read_bytes()
+    assert "ALL" in (tmp_path / "joined" / "hyp2" / "cer").read_text() and \
+        "%CER 0.00" in (tmp_path / "joined" / "hyp2" / "cer").read_text().splitlines()[-1]
+    with pytest.raises(SystemExit):  # two --hyp, one --out: argparse's usage error, exit status 2
+        score.main(["--ref", str(tmp_path / "ref_text"), "--ref", str(tmp_path / "ref_text"), "--hyp",
+                    str(tmp_path / "hyp"), "--hyp", str(tmp_path / "hyp2"), "--out", str(tmp_path / "x"), *args])

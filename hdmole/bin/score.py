@@ -1,6 +1,7 @@
 """Character error rate (CER) of Kaldi-style hypotheses, in total and per accent.
 
     python -m hdmole.bin.score --ref <data_dir or text file> --hyp <hyp text> [--utt2accent FILE] [--accents accents.txt] --out <dir>
+        [--ref ... --hyp ... --out ...]   (several hypothesis files in one call, each scored as on its own)
 
 Reference and hypothesis are Kaldi `text` files (`<utt_id> <text>`; a hypothesis may be empty). With a
 data dir as --ref, its `text` and (if present) `utt2accent` are used. Both sides are normalised with
@@ -204,33 +205,46 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m hdmole.bin.score", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--ref", type=Path, required=True, help="reference data dir or Kaldi text file")
-    parser.add_argument("--hyp", type=Path, required=True, help="hypotheses, Kaldi text format")
+    parser.add_argument("--ref", type=Path, required=True, action="append",
+                        help="reference data dir or Kaldi text file (repeat --ref --hyp --out to score several in one call)")
+    parser.add_argument("--hyp", type=Path, required=True, action="append", help="hypotheses, Kaldi text format")
     parser.add_argument("--utt2accent", type=Path, help="accent of each utterance (default: <ref data dir>/utt2accent)")
     parser.add_argument("--accents", type=Path, help="accents.txt: order of the per-accent lines")
-    parser.add_argument("--out", type=Path, required=True, help="output dir for cer, cer.json, per_utt")
+    parser.add_argument("--out", type=Path, required=True, action="append", help="output dir for cer, cer.json, per_utt")
     parser.add_argument("--allow-missing", action="store_true",
                         help="score reference utterances without a hypothesis as all deletions (default: an error)")
     parser.add_argument("--verbose", action="store_true", help="on an error, print its traceback too")
     args = parser.parse_args(argv)
+    if not len(args.ref) == len(args.hyp) == len(args.out):
+        parser.error(f"{len(args.ref)} --ref, {len(args.hyp)} --hyp and {len(args.out)} --out: give one of each per "
+                     "hypothesis file scored")
     setup_stage_logging(verbose=args.verbose)
+    # One process for many files: the recipe scores ~10 decodings per system, and a Python start costs more than
+    # scoring one of them. Each triple is scored exactly as a call of its own would score it.
+    for ref, hyp, out in zip(args.ref, args.hyp, args.out):
+        if score_one(ref, hyp, out, args) != 0:
+            return 1
+    return 0
+
+
+def score_one(ref: Path, hyp: Path, out: Path, args: argparse.Namespace) -> int:
     try:
-        refs, utt2accent = load_reference(args.ref, args.utt2accent)
-        hyps = read_hypotheses(args.hyp, refs)
+        refs, utt2accent = load_reference(ref, args.utt2accent)
+        hyps = read_hypotheses(hyp, refs)
         if not args.allow_missing:
-            check_complete(hyps, refs, args.hyp)
+            check_complete(hyps, refs, hyp)
         order = list(AccentList.load(args.accents).names) if args.accents else None
         summary, per_utt = score_texts(refs, hyps, utt2accent, order)
-        summary = {"ref": str(args.ref), "hyp": str(args.hyp), **summary}
+        summary = {"ref": str(ref), "hyp": str(hyp), **summary}
         if summary["num_missing_hyps"]:
             log.warning("%d reference utterance(s) have no hypothesis (e.g. %s); scored as all deletions",
                         summary["num_missing_hyps"], summary["missing_hyps"][0])
-        write_outputs(args.out, summary, per_utt)
+        write_outputs(out, summary, per_utt)
     except (DataError, OSError) as error:
         log_failure(log, error)
         return 1
     total = summary["total"]
-    log.info("CER %s over %d characters of %d utterances -> %s/cer", total["cer"], total["ref_chars"], total["utts"], args.out)
+    log.info("CER %s over %d characters of %d utterances -> %s/cer", total["cer"], total["ref_chars"], total["utts"], out)
     return 0
 
 
