@@ -24,7 +24,7 @@ from pathlib import Path
 import yaml
 
 # Keys that change how fast or how verbosely a run goes, not what it learns: they may differ on resume.
-NOT_RESULTS = {"data.num_workers", "data.cache_encoder", "log_every", "device", "dist_timeout_s",
+NOT_RESULTS = {"data.num_workers", "data.cache_encoder", "data.encoder_cache_dir", "log_every", "device", "dist_timeout_s",
                "activation_checkpointing"}
 
 

@@ -71,6 +71,8 @@ class DataConfig:
     specaug: dict | None = None      # hdmole.data SpecAugment options; base mode only
     num_workers: int = 0
     cache_encoder: bool = True       # router/adapt: the encoder is frozen, so run it once and cache
+    encoder_cache_dir: str | None = None  # with cache_encoder: also keep the cache on disk here, shared by the
+                                     # trainings of one encoder, data and batching (hdmole.train.encoder_cache)
     lm_prefix: LMPrefixConfig | None = None  # lm: the noisy-prefix listening task (hdmole.train.lm_data)
     ctc_text: str = ""               # data-dir file of CTC target units (e.g. pinyin) for a model with ctc_units
 
