@@ -199,20 +199,3 @@ def test_mini_accent_trains_each_system_at_its_dev_chosen_learning_rate(tmp_path
         assert config.optim.max_steps == 600 and config.optim.warmup_steps == 50  # the rest of optim is shared
     config, _ = load_system("mini_accent", "hdmole", accents, "optim.lr=1e-3")
     assert config.optim.lr == 1e-3
-
-
-@pytest.mark.parametrize("recipe", RECIPES)
-def test_source_gated_lists_the_systems_with_a_source_path(recipe, tmp_path):
-    """Stage 5 trains the systems the source gate does not act on beside the gate's grid: exactly those
-    without a source-preserving path (docs/method.md section 6), whatever the number of accents."""
-    accents = accents_file(tmp_path, RECIPES[recipe][0])
-    cmd = [sys.executable, "-m", "hdmole.bin.systems", "--recipe-conf", "conf", "--accents", str(accents)]
-    result = subprocess.run([*cmd, "--source-gated", "all"], cwd=ROOT / "egs" / recipe, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.split() == [s for s in TABLE if s in METHOD and METHOD[s][3]]
-    result = subprocess.run([*cmd, "--source-gated", "lora mole_top2 hdmole"], cwd=ROOT / "egs" / recipe,
-                            capture_output=True, text=True)
-    assert result.returncode == 0 and result.stdout.split() == ["hdmole"]
-    result = subprocess.run([sys.executable, "-m", "hdmole.bin.systems", "--source-gated", "all"],
-                            cwd=ROOT / "egs" / recipe, capture_output=True, text=True)
-    assert result.returncode == 2 and "--source-gated needs --accents" in result.stderr

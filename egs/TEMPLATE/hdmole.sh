@@ -243,23 +243,14 @@ stage_adapt() {
   need "$exp_dir/router/best.pt" 4
   [ -f "$conf_dir/adapt.yaml" ] || die "$conf_dir/adapt.yaml is missing: the recipe's adaptation settings (docs/configs.md)"
   local runs=() system k gate
-  gated_systems=$systems  # read by gate_args: the systems that train with the dev-chosen source gate
-  if [ -n "$source_gates" ]; then
-    # The gate first: every system with a source-preserving path trains with the one chosen on dev. The others
-    # (no source path: the gate is not part of their model) train beside the grid, so no core waits for it.
-    gated_systems=$(python -m hdmole.bin.systems --recipe-conf "$conf_dir" --accents "$accents" --source-gated $systems) \
-      || die "listing the systems with a source path failed"
+  if [ -n "$source_gates" ]; then  # the gate first: every system trains with the one chosen on dev
     for gate in $source_gates; do runs+=("gate/g$gate:1"); done
-    for system in $systems; do
-      [[ " $gated_systems " == *" $system "* ]] && continue
-      for k in $(seq 1 "$seeds"); do runs+=("$system:$k"); done
-    done
     parallel adapt_one "${runs[@]}"
     runs=()
     python -m hdmole.bin.choose_source_gate --exp-dir "$exp_dir/gate" $source_gates >"$exp_dir/gate/overrides.txt" \
       || die "choosing the source gate failed"
   fi
-  for system in $gated_systems; do
+  for system in $systems; do
     for k in $(seq 1 "$seeds"); do runs+=("$system:$k"); done
   done
   parallel adapt_one "${runs[@]}"
@@ -269,7 +260,7 @@ gate_args() {  # gate_args <dir>: the training overrides of the source gate (a g
   local override
   case "$1" in
     gate/g*) python -m hdmole.bin.choose_source_gate --overrides-for "${1#gate/g}" ;;
-    *) [[ " $gated_systems " == *" ${1%_seed*} "* ]] && [ -f "$exp_dir/gate/overrides.txt" ] && cat "$exp_dir/gate/overrides.txt" ;;
+    *) [ -f "$exp_dir/gate/overrides.txt" ] && cat "$exp_dir/gate/overrides.txt" ;;
   esac | while read -r override; do printf -- '--override\n%s\n' "$override"; done
 }
 
@@ -295,8 +286,7 @@ adapt_one() {  # adapt_one <system>:<seed> (or gate/g<gate>:1, HDMoLE with one s
   reuse_chosen_gate "$dir"
   local args=("$conf_dir/adapt.yaml" "$exp_dir/$dir" --override "system=$system" --override "seed=$k" "${gate[@]}"
     --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]"
-    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
-    --override "data.encoder_cache_dir=$exp_dir/encoder_cache")  # the frozen encoder's outputs: encoded once, shared
+    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev")
   if [ "$jobs" -le 1 ]; then train "${args[@]}"; return; fi
   # side by side: the progress bars would interleave, so each job's console output goes to a file
   mkdir -p "$exp_dir/$dir"

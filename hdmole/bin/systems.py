@@ -12,9 +12,6 @@ With ``--accents``, each system is also composed with ``<recipe-conf>/adapt.yaml
 for the domains of that accents.txt, and printed one per line with its size (experts E, rank, alpha, the
 source domain); a config that does not fit the accents (e.g. a single LoRA whose rank is not E x r: the
 parity rule) is its error, exit status 1. A check for a new corpus before any training (docs/adding_a_corpus.md).
-
-With ``--accents`` and ``--source-gated``, only the names (one line) of the given systems that have the
-source-preserving path, the ones HDMoLE's source gate acts on: stage 5 trains the others beside the gate's grid.
 """
 
 from __future__ import annotations
@@ -30,12 +27,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--recipe-conf", default="conf", help="the recipe's conf dir (default: conf)")
     parser.add_argument("--accents", help="accents.txt: print each system's size for these domains (checked)")
-    parser.add_argument("--source-gated", action="store_true",
-                        help="with --accents: print only the systems with a source-preserving path (one line)")
     parser.add_argument("systems", nargs="+", help="system names, or 'all'")
     args = parser.parse_args(argv)
-    if args.source_gated and args.accents is None:
-        parser.error("--source-gated needs --accents (whether a system keeps a source path depends on the domains)")
     names = " ".join(args.systems).split()  # "lora hdmole" as one argument, as a recipe's --systems gives it
     if names == ["all"]:
         names = known_systems(args.recipe_conf)
@@ -48,12 +41,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.accents is None:
         print(" ".join(names))
         return 0
-    return print_sizes(names, args.recipe_conf, args.accents, source_gated_only=args.source_gated)
+    return print_sizes(names, args.recipe_conf, args.accents)
 
 
-def print_sizes(names: list[str], recipe_conf: str, accents: str, source_gated_only: bool = False) -> int:
-    """One line per system: its adapter as stage 5 would train it for ``accents`` (or the error); with
-    ``source_gated_only``, one line with the names of those that keep a source domain."""
+def print_sizes(names: list[str], recipe_conf: str, accents: str) -> int:
+    """One line per system: its adapter as stage 5 would train it for ``accents`` (or the error)."""
     from pathlib import Path
 
     from hdmole.data import AccentList, DataError
@@ -65,7 +57,6 @@ def print_sizes(names: list[str], recipe_conf: str, accents: str, source_gated_o
         print(f"hdmole.bin.systems: {error}", file=sys.stderr)
         return 1
     adapt = Path(recipe_conf) / "adapt.yaml"
-    gated = []
     for name in names:
         try:
             config, _ = load_train_config(adapt, [f"system={name}", "data.train=-", f"data.accents={accents}"])
@@ -73,10 +64,6 @@ def print_sizes(names: list[str], recipe_conf: str, accents: str, source_gated_o
         except (ConfigError, OSError) as error:
             print(f"hdmole.bin.systems: {name}: {error}", file=sys.stderr)
             return 1
-        if source_gated_only:
-            if adapter is not None and adapter.source_domain is not None:
-                gated.append(name)
-            continue
         if adapter is None:
             print(f"{name}: {config.adapter.system}, trains {' '.join(config.trainable)}")
             continue
@@ -84,8 +71,6 @@ def print_sizes(names: list[str], recipe_conf: str, accents: str, source_gated_o
         kept = f", source domain {source} ({domains.names[source]}) keeps the base model" if source is not None else ""
         print(f"{name}: {config.adapter.system}, E = {adapter.num_experts} expert(s) of rank {adapter.rank}, "
               f"alpha {adapter.alpha:g}, routing {adapter.routing}, gating {adapter.gating}{kept}")
-    if source_gated_only:
-        print(" ".join(gated))
     return 0
 
 
