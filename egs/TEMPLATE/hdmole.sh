@@ -286,7 +286,8 @@ adapt_one() {  # adapt_one <system>:<seed> (or gate/g<gate>:1, HDMoLE with one s
   reuse_chosen_gate "$dir"
   local args=("$conf_dir/adapt.yaml" "$exp_dir/$dir" --override "system=$system" --override "seed=$k" "${gate[@]}"
     --override "init=[$exp_dir/base/best.pt, $exp_dir/router/best.pt]"
-    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev")
+    --override "data.train=$data_dir/$target_train" --override "data.dev=$data_dir/$target_dev"
+    --override "data.encoder_cache_dir=$exp_dir/encoder_cache")  # the frozen encoder's outputs: encoded once, shared
   if [ "$jobs" -le 1 ]; then train "${args[@]}"; return; fi
   # side by side: the progress bars would interleave, so each job's console output goes to a file
   mkdir -p "$exp_dir/$dir"
