@@ -18,11 +18,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
+
+from hdmole.train.checkpoint import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,7 @@ class EncoderCache:
         """Written under a temporary name and renamed: a reader never sees a partial file, and two trainings
         that fill the same cache side by side both write whole (identical) files."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        torch.save(self.outputs, tmp)
-        os.replace(tmp, path)
+        atomic_save(self.outputs, path)
         log.info("encoder cache: saved %d utterances to %s", len(self.outputs), path)
 
     def load(self, path: Path) -> None:
