@@ -11,6 +11,7 @@ import concurrent.futures
 import itertools
 import os
 import random
+import re
 import shutil
 import subprocess
 import wave
@@ -38,9 +39,22 @@ class Voice:
     def tag(self) -> str:
         return f"{self.variant or 'def'}p{self.pitch}s{self.rate}"
 
+    @classmethod
+    def from_tag(cls, tag: str) -> "Voice":
+        """The voice of a ``tag`` (a speaker id is ``<accent>-<tag>``)."""
+        match = re.fullmatch(r"(.+)p(\d+)s(\d+)", tag)
+        if match is None:
+            raise SynthesisError(f"{tag!r} is not a voice tag (<variant or def>p<pitch>s<rate>, e.g. m3p50s170)")
+        variant = "" if match.group(1) == "def" else match.group(1)
+        return cls(variant, int(match.group(2)), int(match.group(3)))
+
+    @property
+    def name(self) -> str:
+        """espeak-ng's voice name: the pinyin voice with the variant."""
+        return f"{VOICE}+{self.variant}" if self.variant else VOICE
+
     def espeak_args(self) -> list[str]:
-        voice = f"{VOICE}+{self.variant}" if self.variant else VOICE
-        return ["-v", voice, "-p", str(self.pitch), "-s", str(self.rate)]
+        return ["-v", self.name, "-p", str(self.pitch), "-s", str(self.rate)]
 
 
 def check_tools() -> None:
@@ -99,17 +113,38 @@ class Job:
     wav_path: Path
 
 
-def run_jobs(jobs: Iterable[Job], nj: int, desc: str = "synthesis") -> tuple[int, int]:
+BACKENDS = ("auto", "library", "programs")
+
+
+def resolve_backend(backend: str) -> str:
+    """``auto``: the libraries (synthesis_engine: the same wavs, about half the time) when both load, else the programs."""
+    import synthesis_engine
+
+    if backend not in BACKENDS:
+        raise SynthesisError(f"unknown synthesis backend {backend!r}; use one of {', '.join(BACKENDS)}")
+    if backend == "auto":
+        return "library" if synthesis_engine.available() else "programs"
+    if backend == "library" and not synthesis_engine.available():
+        raise SynthesisError(f"{synthesis_engine.ESPEAK_LIB} or {synthesis_engine.SOX_LIB} does not load; install the "
+                             "Debian packages espeak-ng and sox, or use --synthesis programs")
+    return backend
+
+
+def run_jobs(jobs: Iterable[Job], nj: int, desc: str = "synthesis", backend: str = "auto") -> tuple[int, int]:
     """Synthesise every job whose wav does not exist yet, nj at a time. Returns (synthesised, skipped).
 
-    Threads rather than processes: the work happens in the espeak-ng/sox child processes, a thread
-    only waits for them, so nj threads keep nj synthesis pipelines busy without pickling anything.
+    ``backend`` (``BACKENDS``): ``programs`` runs espeak-ng | sox per utterance (``synthesize``), nj threads
+    each waiting for one pipeline (the work happens in the child processes, so threads suffice and nothing is
+    pickled); ``library`` runs nj worker processes of synthesis_engine, whose wavs are byte-identical.
     """
     jobs = list(jobs)
     todo = [job for job in jobs if not job.wav_path.is_file()]
     skipped = len(jobs) - len(todo)
     if nj < 1:
         raise SynthesisError(f"--nj must be >= 1, got {nj}")
+    if resolve_backend(backend) == "library":
+        _run_in_workers(todo, nj, desc)
+        return len(todo), skipped
     with concurrent.futures.ThreadPoolExecutor(max_workers=nj) as pool:
         futures = [pool.submit(synthesize, job.pinyin, job.voice, job.wav_path) for job in todo]
         try:
@@ -120,3 +155,38 @@ def run_jobs(jobs: Iterable[Job], nj: int, desc: str = "synthesis") -> tuple[int
                 future.cancel()
             raise
     return len(todo), skipped
+
+
+def _run_in_workers(todo: list[Job], nj: int, desc: str) -> None:
+    import multiprocessing
+
+    if not todo:
+        return
+    # spawn, not fork: a worker forks once per utterance itself, and must not inherit the parent's threads.
+    with multiprocessing.get_context("spawn").Pool(nj, initializer=_start_engine) as pool:
+        for _ in tqdm(pool.imap_unordered(_synthesise_in_worker, todo, chunksize=8), total=len(todo), desc=desc,
+                      unit="utt"):
+            pass
+
+
+_ENGINE = None  # the worker process's synthesis_engine.Engine
+
+
+def _start_engine() -> None:
+    global _ENGINE
+    import synthesis_engine
+
+    _ENGINE = synthesis_engine.Engine(VOICE, SAMPLE_RATE)
+
+
+def _synthesise_in_worker(job: Job) -> str:
+    """As ``synthesize``: a temporary name, renamed when whole; an error names the utterance, voice and text."""
+    tmp_path = job.wav_path.with_name(job.wav_path.name + ".tmp.wav")
+    voice = job.voice
+    try:
+        _ENGINE.synthesise(job.pinyin, voice.name, voice.rate, voice.pitch, tmp_path)
+    except RuntimeError as error:
+        tmp_path.unlink(missing_ok=True)
+        raise SynthesisError(f"synthesis of {job.wav_path.name} failed (voice {voice.tag}, text {job.pinyin!r}): {error}") from None
+    os.replace(tmp_path, job.wav_path)
+    return job.utt_id
