@@ -61,3 +61,12 @@ def test_backend_choice(monkeypatch):
         resolve_backend("library")
     with pytest.raises(SynthesisError, match="unknown synthesis backend 'fast'"):
         corpus_synthesis.resolve_backend("fast")
+
+
+def test_a_voice_tag_gives_its_voice_back():
+    for voice in VOICES:
+        assert Voice.from_tag(voice.tag) == voice
+    assert Voice.from_tag("defp30s170") == Voice("", 30, 170) and Voice("", 30, 170).name == "cmn-latn-pinyin"
+    assert Voice("m3", 50, 160).name == "cmn-latn-pinyin+m3"
+    with pytest.raises(SynthesisError, match="'m3p50' is not a voice tag"):
+        Voice.from_tag("m3p50")
