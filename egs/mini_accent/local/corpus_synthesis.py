@@ -117,7 +117,7 @@ BACKENDS = ("auto", "library", "programs")
 
 
 def resolve_backend(backend: str) -> str:
-    """``auto``: the libraries (synthesis_engine: the same wavs, about half the time) when both load, else the programs."""
+    """``auto``: the libraries (synthesis_engine: the same wavs in about two thirds of the time) when both load, else the programs."""
     import synthesis_engine
 
     if backend not in BACKENDS:
