@@ -21,6 +21,7 @@ MAX_NGRAM_FEATURES = 1_000_000  # unit bigrams: V^2 features, fine for a few hun
 # GlobalRouter's keys + what the model does around it: its input, and the pooling over a speaker's utterances
 # (hdmole.models.speaker_routing: pool: utterance | speaker, pool_first_k: 0 = every utterance of the speaker)
 # (ngram_order: 1 | 2, ngram_buckets: hash the bigrams into this many features, 0 = one each; input: ctc_ngrams)
+# (input: ctc_tones takes dropout and num_domains only, hdmole/models/tone_channel.py)
 ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input", "pool", "pool_first_k",
                "ngram_order", "ngram_buckets"}
 DEFAULT_PROMPT = "转写："
@@ -120,7 +121,10 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None, llm_weigh
             raise ValueError(f"model config: global_router.input: ctc_ngrams over {ctc_vocab} CTC units means {d_in} "
                              "features; use a small unit list for the CTC head (ctc_units), or input: ctc")
         pooling = (router_conf.pop("pool", "utterance"), router_conf.pop("pool_first_k", 0))
-        router = _build_router(router_conf, d_in, num_accents)
+        if router_input == "ctc_tones":
+            router = _build_tone_router(router_conf, conf.get("ctc_units"), num_accents)
+        else:
+            router = _build_router(router_conf, d_in, num_accents)
     use_bos = conf.get("use_bos", True)
     if use_bos and (tokenizer.bos_id is None or tokenizer.bos_id < 0):
         raise ValueError("model config: use_bos is true but the tokenizer has no bos id; set use_bos: false")
@@ -143,13 +147,32 @@ def build_model(conf: dict, tokenizer, num_accents: int | None = None, llm_weigh
     )
 
 
-def _build_router(router_conf: dict, d_in: int, num_accents: int | None) -> nn.Module:
-    from hdmole.nn import GlobalRouter
+def _build_tone_router(router_conf: dict, ctc_units: str | None, num_accents: int | None) -> nn.Module:
+    from hdmole.models.tone_channel import ToneChannelRouter
+    from hdmole.text.tokenizer import UnitTokenizer
 
+    if not ctc_units:
+        raise ValueError("model config: global_router.input: ctc_tones needs a CTC head on tonal units (ctc_units)")
+    unused = sorted(k for k, v in router_conf.items() if k not in ("dropout", "num_domains") and v)
+    if unused:
+        raise ValueError(f"model config: global_router.input: ctc_tones has no {unused} (its keys: dropout, "
+                         "num_domains, pool, pool_first_k)")
+    num_domains = _num_domains(router_conf, num_accents)
+    return ToneChannelRouter(UnitTokenizer(ctc_units).units, num_domains, dropout=float(router_conf.get("dropout", 0.1)))
+
+
+def _num_domains(router_conf: dict, num_accents: int | None) -> int:
     num_domains = router_conf.pop("num_domains", num_accents)
     if num_domains is None:
         raise ValueError("model config: global_router needs the number of accents (pass num_accents from "
                          "accents.txt, or set global_router.num_domains)")
     if num_accents is not None and num_domains != num_accents:
         raise ValueError(f"global_router.num_domains={num_domains} but accents.txt lists {num_accents} accents")
+    return num_domains
+
+
+def _build_router(router_conf: dict, d_in: int, num_accents: int | None) -> nn.Module:
+    from hdmole.nn import GlobalRouter
+
+    num_domains = _num_domains(router_conf, num_accents)
     return GlobalRouter(d_in, num_domains, **router_conf)

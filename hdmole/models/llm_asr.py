@@ -14,9 +14,10 @@ from hdmole.models.heard_units import heard_ngram_features
 from hdmole.models.inputs import IGNORE_ID, assemble_prefix, assemble_training_inputs
 from hdmole.models.projector import Projector
 
-# What the global router pools: the encoder output, the CTC posteriors, or the n-grams of the units the CTC
-# head hears (greedy), see LLMASR.route_logits.
-ROUTER_INPUTS = ("encoder", "ctc", "ctc_ngrams")
+# What the global router pools: the encoder output, the CTC posteriors, the n-grams of the units the CTC
+# head hears (greedy), or its heard syllables through per-domain tone channels (hdmole.models.tone_channel),
+# see LLMASR.route_logits.
+ROUTER_INPUTS = ("encoder", "ctc", "ctc_ngrams", "ctc_tones")
 
 
 class LLMASR(nn.Module):
@@ -87,6 +88,8 @@ class LLMASR(nn.Module):
     def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.global_router is None:
             raise RuntimeError("this model has no global_router (set 'global_router' in the model config)")
+        if self.router_input == "ctc_tones":  # a ToneChannelRouter reads the best path itself
+            return self.global_router(self.ctc(enc_out).argmax(-1), enc_lens)
         if self.router_input == "ctc_ngrams":
             heard, lengths = self.heard_ngrams(enc_out, enc_lens)
             return self.global_router(heard, lengths)

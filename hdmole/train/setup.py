@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from torch import nn
 
@@ -56,6 +57,7 @@ def prepare_model(model: nn.Module, config: TrainConfig, num_accents: int) -> di
         if getattr(model, "global_router", None) is None:
             raise ConfigError("mode router needs a model with a global_router (model config: global_router: {...})")
         freeze_all_but(model, ["global_router"])
+        count_router_prior(model.global_router, config)
     else:  # adapt
         adapter_conf = adapter_config_for(config, num_accents)
         if adapter_conf is None:
@@ -94,6 +96,19 @@ def prepare_model(model: nn.Module, config: TrainConfig, num_accents: int) -> di
     log.info("mode %s: %d trainable of %d parameters%s", mode, counts["trainable"], counts["total"],
              f" ({100.0 * counts['trainable'] / full_ft:.2f}% of full fine-tuning of the adapted module)" if full_ft else "")
     return info
+
+
+def count_router_prior(router: nn.Module, config: TrainConfig) -> None:
+    """A router with a counted prior (the tone-channel router's standard tones) counts it on this stage's
+    training transcripts in the CTC units before it learns."""
+    if not hasattr(router, "count_prior"):
+        return
+    if not config.data.ctc_text:
+        raise ConfigError("global_router.input: ctc_tones counts its standard tones on the training transcripts in the "
+                          "CTC units: set data.ctc_text (e.g. phones)")
+    path = Path(config.data.train) / config.data.ctc_text
+    router.count_prior(path)
+    log.info("router: standard tones counted on %s", path)
 
 
 def uses_stage4_router(model: nn.Module, adapter_conf) -> bool:
