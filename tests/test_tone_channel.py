@@ -11,7 +11,7 @@ from hdmole.models.build import build_model
 from hdmole.models.tone_channel import SyllableIndex, ToneChannelRouter, tone_prior
 
 torch.set_num_threads(1)
-UNITS = ["<unk>", "b", "zh", "a1", "a2", "a3", "a4", "ong1", "ong4", "e5"]
+UNITS = ["<unk>", "b", "zh", "a1", "a2", "a3", "a4", "ong1", "ong3", "ong4", "e5"]
 ID = {u: i for i, u in enumerate(UNITS)}
 BLANK = len(UNITS)
 
@@ -76,17 +76,30 @@ def test_router_counts_heard_syllables_and_units_and_its_logits_have_gradients()
     assert router.channel.grad.abs().sum() > 0 and router.units[1].weight.grad.abs().sum() > 0
 
 
+def test_the_channel_sends_the_spoken_tone_to_the_heard_one():
+    """log P(heard base, tone | domain) = log sum_t P_std(t | base) M[t, heard], M's rows the spoken tones."""
+    router = ToneChannelRouter(UNITS, 2, 0.0)
+    ba = 2 * 3 + 0
+    shift = torch.full((5, 5), 0.025)
+    shift[0] = torch.tensor([0.05, 0.0, 0.0, 0.9, 0.05])  # tone 1 is heard as tone 4
+    with torch.no_grad():
+        router.prior[ba] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])  # standard "b a" is always tone 1
+        router.channel[1] = shift.clamp_min(1e-6).log()
+    heard = router.log_channel()[1, ba].exp()
+    torch.testing.assert_close(heard, shift[0] / shift[0].sum(), atol=1e-4, rtol=0)
+
+
 def test_router_learns_which_domain_swaps_tones():
-    """Domain 0 speaks the standard tones, domain 1 says every tone 1 as tone 4 and every 4 as 1: the same syllable
-    bases, only the tones differ. With the unit layer frozen at zero, the channel alone learns the swap from
-    labelled utterances."""
+    """Domain 0 speaks the standard tones, domain 1 says every tone 1 as tone 4 and every 4 as 3: the same syllable
+    bases, only the tones differ. With the unit layer frozen at zero, the channel alone learns the shift from
+    labelled utterances, in its direction (spoken tone -> heard tone)."""
     torch.manual_seed(0)
     prior = torch.full((12, 5), 0.01)
     prior[2 * 3 + 0] = torch.tensor([0.9, 0.02, 0.02, 0.05, 0.01])  # standard "b a": mostly tone 1
     prior[3 * 3 + 2] = torch.tensor([0.05, 0.01, 0.01, 0.9, 0.03])  # standard "zh ong": mostly tone 4
     prior = prior / prior.sum(1, keepdim=True)
     standard = [ids("b a1 zh ong4"), ids("b a1 b a1 zh ong4 zh ong4")]
-    swapped = [ids("b a4 zh ong1"), ids("b a4 b a4 zh ong1 zh ong1")]
+    swapped = [ids("b a4 zh ong3"), ids("b a4 b a4 zh ong3 zh ong3")]
     best, lengths = best_paths(standard + swapped)
     labels = torch.tensor([0, 0, 1, 1])
     router = ToneChannelRouter(UNITS, 2, 0.0)
@@ -101,7 +114,7 @@ def test_router_learns_which_domain_swaps_tones():
         optim.step()
     assert router(best, lengths).argmax(-1).tolist() == [0, 0, 1, 1]
     channel = router.channel.softmax(-1)
-    assert channel[1, 0, 3] > 2 * channel[1, 0, 0] and channel[1, 3, 0] > 2 * channel[1, 3, 3]  # 1 -> 4, 4 -> 1
+    assert channel[1, 0, 3] > 2 * channel[1, 0, 0] and channel[1, 3, 2] > 2 * channel[1, 3, 3]  # 1 -> 4, 4 -> 3
     assert channel[0, 0, 0] > 2 * channel[0, 0, 3] and channel[0, 3, 3] > 2 * channel[0, 3, 0]  # as spoken
 
 
