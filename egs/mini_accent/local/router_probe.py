@@ -213,17 +213,17 @@ def logistic(x, y, lr=3e-3, steps=1500, weight_decay=0.01, dropout=0.1, seed=0):
 
 
 class ToneChannel:
-    """P(heard syllable | accent c) = sum over t of P_std(t | base) M_c[t, heard tone]: an accent as a 6 x 6
-    tone channel applied to standard Mandarin, whose P_std(tone | syllable base) is counted on train_std's
-    transcripts (no accent labels; shared, like the n-gram). Trained discriminatively together with a logistic
-    regression on ``extra`` features (unit counts), whose logits it adds to."""
+    """P(heard syllable | accent c) = sum over t of P_std(t | base) M_c[t, heard tone]: an accent as a 5 x 5 tone
+    channel applied to standard Mandarin, whose P_std(tone | syllable base) is counted on train_accent's
+    transcripts in the CTC units (as stage 4's ``input: ctc_tones`` counts it; no accent labels). Trained
+    discriminatively together with a logistic regression on ``extra`` features (unit counts) added to it."""
 
-    def __init__(self, data: Path, extra_dim: int, classes: int):
+    def __init__(self, train: Split, extra_dim: int, classes: int):
         counts = Counter()
-        for syllables_ in read_table(data / "train_std/pinyin").values():
-            counts.update((s.rstrip("12345"), int(s[-1])) for s in syllables_)
+        for units in train.canonical:
+            counts.update((s.rstrip("12345"), tone(s)) for s in syllables(units) if tone(s))
         self.base_id = {b: i for i, b in enumerate(sorted({b for b, _ in counts}))}
-        prior = np.full((len(self.base_id), 6), 0.01)
+        prior = np.full((len(self.base_id), 6), 0.5)
         prior[:, 0] = 0
         for (b, t), n in counts.items():
             prior[self.base_id[b], t] += n
@@ -267,7 +267,7 @@ def scores(name: str, log_posterior: np.ndarray, split: Split) -> str:
             f"{spk_utt:.1%} ({sum(speaker_right.values())}/{len(speaker_right)})")
 
 
-def probes(train: Split, evaluate: list[Split], data: Path, unit_id: dict):
+def probes(train: Split, evaluate: list[Split], unit_id: dict):
     """(name, learned parameters, [scorer output per evaluation split]) for every probe."""
     def bow(split, kind, buckets=0):
         return unit_counts(getattr(split, kind), unit_id, buckets)
@@ -294,7 +294,7 @@ def probes(train: Split, evaluate: list[Split], data: Path, unit_id: dict):
     for name, fit, features, options in designs:
         scorer, size = fit(features(train), train.y, **options)
         yield name, size, [scorer(features(s)) for s in evaluate]
-    channel = ToneChannel(data, len(unit_id), int(train.y.max()) + 1)
+    channel = ToneChannel(train, len(unit_id), int(train.y.max()) + 1)
     channel.fit([syllables(h) for h in train.heard], bow(train, "heard"), train.y)
     with torch.no_grad():
         outputs = [channel.logits([syllables(h) for h in s.heard], bow(s, "heard")).numpy() for s in evaluate]
@@ -324,7 +324,7 @@ def main(argv=None) -> None:
     print("| probe | learned parameters | dev accuracy | dev Mandarin recall | dev log-loss | dev speaker-level "
           "| test accuracy | test Mandarin recall | test log-loss | test speaker-level |")
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for name, size, (dev_out, test_out) in probes(train, [dev, test_all], args.data, unit_id):
+    for name, size, (dev_out, test_out) in probes(train, [dev, test_all], unit_id):
         print(f"| {name} | {size:,} | {scores(name, dev_out, dev)} | {scores(name, test_out, test_all)} |",
               flush=True)
 
