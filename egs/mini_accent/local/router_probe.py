@@ -29,6 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).parent))
+from pinyin_inventory import initial_final  # noqa: E402  (the recipe's own split, as its data dirs' phones)
+
 TEST_SETS = ("test_std", "test_Southwestern", "test_JiangHuai", "test_JiaoLiao", "test_Zhongyuan")
 _HASH = 2654435761  # as hdmole/models/heard_units.py hashes bigrams
 
@@ -84,8 +87,6 @@ def syllables(units: list[str]) -> list[str]:
 
 
 def spoken_units(syllable: str) -> list[str]:
-    sys.path.insert(0, str(Path(__file__).parent))
-    from pinyin_inventory import initial_final
     return initial_final(syllable)
 
 
