@@ -111,6 +111,17 @@ def trained_from_other_inputs(exp_dir: Path, inputs: dict) -> str | None:
             f"--exp-dir, or restore those files, or remove {exp_dir} if its results are no longer wanted")
 
 
+def _leave_process_group() -> None:
+    """Tear the process group down before the interpreter exits. Left to the interpreter's own shutdown,
+    gloo's worker threads can still be joinable when their C++ objects are destroyed, and the process dies
+    with "terminate called without an active exception" (SIGABRT) after training finished: torchrun then
+    reports the whole run as failed. Local to this process, not a collective: safe on a failing rank too."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hdmole.bin.train", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -181,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         # are ValueErrors; our other ValueErrors name their cause too), a missing or unwritable file.
         log_failure(log, e)
         return 1
+    finally:
+        _leave_process_group()
     if is_main:
         log.info("done: %s", json.dumps({k: summary[k] for k in (
             "system", "steps", "train_seconds", "trainable_params", "dev")}, ensure_ascii=False))
