@@ -88,6 +88,12 @@ def test_every_stage_writes_its_outputs(recipe):
             assert counted == [labels.count(a) for a in accents] and counted[0] > 0  # Mandarin is in dev
         else:
             assert counted == [len((data / t / "text").read_text().splitlines()) for t in test_sets]
+        # the per-speaker table: every utterance counted once, under its speaker, worst routed first
+        rows = [line.split() for line in (exp / "router" / f"router_{name}.speakers").read_text().splitlines()[1:]]
+        assert sum(int(r[2]) for r in rows) == sum(counted)
+        assert sum(int(r[3]) for r in rows) == sum(matrix[i][i] for i in range(5))
+        accuracies = [float(r[4].rstrip("%")) for r in rows]
+        assert accuracies == sorted(accuracies)
     results = (exp / "RESULTS.md").read_text()
     for system in ["base", *SYSTEMS]:
         assert f"| {system} |" in results

@@ -7,7 +7,10 @@ the confusion matrix, on each data set given.
 
 Writes ``<out>/router_<set>.json`` (``accuracy``, ``recall`` and ``precision`` per domain, ``confusion``:
 rows = true domain, columns = the router's argmax, in accents.txt order, ``mean_posterior`` per true
-domain, ``utterances``) and ``<out>/router_<set>.txt`` (the same as a table). Runs the encoder and the
+domain, ``utterances``), ``<out>/router_<set>.txt`` (the same as a table) and ``<out>/router_<set>.speakers``
+(one line per speaker: its true domain, utterances, how many the router routes right one by one, the domain
+it routes to most, and the domain its pooled posterior chooses; the speakers the router gets worst first, so
+that a voice it mishears shows at the top). Runs the encoder and the
 router only: the LLM is not built (``encoder_side``), so the large model's router is evaluated without loading
 its 7B LLM; ``--device cuda`` puts it on the GPU.
 """
@@ -61,6 +64,31 @@ def speaker_level_accuracy(logits: dict, truths: dict, utt2spk: dict) -> dict:
             "utterance_accuracy": sum(correct.values()) / len(correct) if correct else None,
             "speakers": len(speakers), "speakers_correct": sum(speakers.values())}
     return out
+
+
+def speaker_table(logits: dict, truths: dict, utt2spk: dict, names: list[str]) -> str:
+    """Per speaker: true domain, utterances, utterances routed right, the most frequent routed domain and the
+    pooled (speaker-level) choice; sorted by utterance accuracy, worst first. A speaker whose utterances carry two
+    true domains (a data dir whose speakers are sessions, say) gets a row per domain, each with the pooled choice of
+    all the speaker's utterances, as speaker-level routing would make it."""
+    from collections import Counter
+
+    from hdmole.models.speaker_routing import pool_by_speaker
+
+    pooled = pool_by_speaker(logits, utt2spk, first_k=0)
+    rows: dict[tuple[str, int], dict] = {}
+    for utt in logits:
+        row = rows.setdefault((utt2spk[utt], truths[utt]), {"routed": Counter(), "pooled": int(pooled[utt].argmax())})
+        row["routed"][int(logits[utt].argmax())] += 1
+    lines = ["# speaker true utterances routed_right accuracy most_routed pooled_choice"]
+    def accuracy(item):
+        (_, truth), row = item
+        return row["routed"][truth] / sum(row["routed"].values())
+    for (spk, truth), row in sorted(rows.items(), key=lambda item: (accuracy(item), item[0])):
+        total, right = sum(row["routed"].values()), row["routed"][truth]
+        lines.append(f"{spk} {names[truth]} {total} {right} {100 * right / total:.1f}% "
+                     f"{names[row['routed'].most_common(1)[0][0]]} {names[row['pooled']]}")
+    return "\n".join(lines) + "\n"
 
 
 def confusion_text(summary: dict) -> str:
@@ -139,6 +167,8 @@ def _evaluate(args) -> int:
         stem = args.out / f"router_{Path(data).name}"
         stem.with_suffix(".json").write_text(json.dumps(summary, indent=1) + "\n", encoding="utf-8")
         stem.with_suffix(".txt").write_text(confusion_text(summary), encoding="utf-8")
+        stem.with_suffix(".speakers").write_text(
+            speaker_table(logits, truths, loader.dataset.data.utt2spk.entries, names), encoding="utf-8")
         spk = summary["speaker_level"]["all"]
         print(f"hdmole.bin.eval_router: {Path(data).name}: speaker-level {100 * spk['utterance_accuracy']:.1f}% "
               f"({spk['speakers_correct']}/{spk['speakers']} speakers)")
