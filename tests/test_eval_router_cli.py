@@ -20,8 +20,8 @@ def test_the_speaker_table_lists_the_worst_routed_speaker_first_with_its_pooled_
     import torch
 
     names = ["Mandarin", "Beijing", "Tianjin"]
-    logits = {"a1": torch.tensor([0.0, 0.0, 0.5]), "a2": torch.tensor([3.0, 0.0, 0.0]),
-              "a3": torch.tensor([2.0, 0.0, 0.0]), "b1": torch.tensor([0.0, 1.0, 0.0]),
+    logits = {"a1": torch.tensor([3.0, 0.0, 0.0]), "a2": torch.tensor([2.0, 0.0, 0.0]),
+              "a3": torch.tensor([0.0, 0.0, 0.5]), "b1": torch.tensor([0.0, 1.0, 0.0]),
               "b2": torch.tensor([0.0, 2.0, 0.0]), "c1": torch.tensor([0.0, 3.0, 0.0]),
               "d1": torch.tensor([0.0, 0.2, 0.0]), "d2": torch.tensor([0.0, 0.2, 0.0]),
               "d3": torch.tensor([0.0, 0.0, 6.0])}
@@ -30,7 +30,7 @@ def test_the_speaker_table_lists_the_worst_routed_speaker_first_with_its_pooled_
     lines = eval_router.speaker_table(logits, truths, utt2spk, names).splitlines()
     assert lines[0].startswith("#")
     # C: its only utterance misrouted. D: two of three utterances lean weakly to Beijing (the most routed domain),
-    # the third is sure of Tianjin, and the pooled log-posteriors choose Tianjin. A: its first utterance leans to
+    # the third is sure of Tianjin, and the pooled log-posteriors choose Tianjin. A: its last utterance leans to
     # Tianjin, the pooled choice is Mandarin. B: all right.
     assert lines[1:] == ["C Tianjin 1 0 0.0% Beijing Beijing",
                          "D Tianjin 3 1 33.3% Beijing Tianjin",

@@ -76,18 +76,16 @@ def speaker_table(logits: dict, truths: dict, utt2spk: dict, names: list[str]) -
     from hdmole.models.speaker_routing import pool_by_speaker
 
     pooled = pool_by_speaker(logits, utt2spk, first_k=0)
-    rows: dict[tuple[str, int], dict] = {}
+    routed: dict[tuple[str, int], Counter] = {}
     for utt in logits:
-        row = rows.setdefault((utt2spk[utt], truths[utt]), {"routed": Counter(), "pooled": int(pooled[utt].argmax())})
-        row["routed"][int(logits[utt].argmax())] += 1
+        routed.setdefault((utt2spk[utt], truths[utt]), Counter())[int(logits[utt].argmax())] += 1
+    choice = {utt2spk[utt]: int(pooled[utt].argmax()) for utt in logits}
+    rows = sorted((counts[truth] / sum(counts.values()), spk, truth) for (spk, truth), counts in routed.items())
     lines = ["# speaker true utterances routed_right accuracy most_routed pooled_choice"]
-    def accuracy(item):
-        (_, truth), row = item
-        return row["routed"][truth] / sum(row["routed"].values())
-    for (spk, truth), row in sorted(rows.items(), key=lambda item: (accuracy(item), item[0])):
-        total, right = sum(row["routed"].values()), row["routed"][truth]
-        lines.append(f"{spk} {names[truth]} {total} {right} {100 * right / total:.1f}% "
-                     f"{names[row['routed'].most_common(1)[0][0]]} {names[row['pooled']]}")
+    for accuracy, spk, truth in rows:
+        counts = routed[spk, truth]
+        lines.append(f"{spk} {names[truth]} {sum(counts.values())} {counts[truth]} {100 * accuracy:.1f}% "
+                     f"{names[counts.most_common(1)[0][0]]} {names[choice[spk]]}")
     return "\n".join(lines) + "\n"
 
 

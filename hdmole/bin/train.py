@@ -115,7 +115,8 @@ def _leave_process_group() -> None:
     """Tear the process group down before the interpreter exits. Left to the interpreter's own shutdown,
     gloo's worker threads can still be joinable when their C++ objects are destroyed, and the process dies
     with "terminate called without an active exception" (SIGABRT) after training finished: torchrun then
-    reports the whole run as failed. Local to this process, not a collective: safe on a failing rank too."""
+    reports the whole run as failed. Called on success only: a failing rank exits non-zero anyway, and
+    tearing down a communicator with collectives still pending (NCCL) could block its exit."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -192,8 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         # are ValueErrors; our other ValueErrors name their cause too), a missing or unwritable file.
         log_failure(log, e)
         return 1
-    finally:
-        _leave_process_group()
+    _leave_process_group()
     if is_main:
         log.info("done: %s", json.dumps({k: summary[k] for k in (
             "system", "steps", "train_seconds", "trainable_params", "dev")}, ensure_ascii=False))
