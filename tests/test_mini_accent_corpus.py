@@ -133,3 +133,42 @@ def test_bad_config_is_refused(tmp_path):
     bad.write_text("seed: 1\n")
     with pytest.raises(SystemExit, match="lacks"):
         make_corpus.main(["--out", str(tmp_path / "x"), "--config", str(bad)])
+
+
+def _voices_config(**voices):
+    config = yaml.safe_load(FAST.read_text())
+    config["voices"].update(voices)
+    config["speakers"].update(std_dev=4, accent_dev=2, std_test=8, accent_test=8)
+    return config
+
+
+def test_held_out_dev_and_test_voices_are_their_own_and_spread_evenly():
+    from corpus_plan import allocate_speakers
+
+    config = _voices_config(test_variants=["Alex", "paul", "linda", "Annie"], dev_variants=["Michael", "steph"],
+                            pitches=[30, 40, 50, 60, 70], rates=[140, 155, 170, 185])
+    speakers = allocate_speakers(ACCENTS, config, seed=7)
+    variants = {role: {s.voice.variant for (_, r), group in speakers.items() if r == role for s in group}
+                for role in ("train", "adapt", "dev", "test")}
+    assert variants["test"] == {"Alex", "paul", "linda", "Annie"} and variants["dev"] == {"Michael", "steph"}
+    assert not (variants["train"] | variants["adapt"]) & (variants["dev"] | variants["test"])
+    every = [s.voice for group in speakers.values() for s in group]
+    assert len(every) == len(set(every))  # one speaker per (variant, pitch, rate)
+    for accent in ACCENTS:  # every test set hears each test variant twice, every dev set both dev variants
+        test_variants = [s.voice.variant for s in speakers[accent, "test"]]
+        assert sorted(test_variants) == sorted(["Alex", "paul", "linda", "Annie"] * 2)
+        assert {s.voice.variant for s in speakers[accent, "dev"]} == {"Michael", "steph"}
+        # the speakers of one set do not all share a pitch (each variant has its own seeded order)
+        assert len({s.voice.pitch for s in speakers[accent, "test"]}) > 1
+
+
+@pytest.mark.parametrize("voices, message", [
+    (dict(test_variants=["Alex"], dev_variants=["Alex"]), "both test_variants and dev_variants"),
+    (dict(dev_variants=["m3"]), "both variants and dev_variants"),
+    (dict(test_variants=["Alex"], pitches=[40], rates=[150]), "'Alex' has only 1"),
+])
+def test_held_out_voice_config_errors_name_the_fix(voices, message):
+    from corpus_plan import allocate_speakers
+
+    with pytest.raises(ValueError, match=message):
+        allocate_speakers(ACCENTS, _voices_config(**voices), seed=7)

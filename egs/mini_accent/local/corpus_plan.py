@@ -17,10 +17,11 @@ Sets:
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from accent_rules import STANDARD, SpeakerAccent, apply_accent, draw_speaker_accent
 from corpus_datadir import Utterance
@@ -39,49 +40,85 @@ class Speaker:
     accent: SpeakerAccent
 
 
+def held_out_voices(variants: Sequence[str], pitches: Sequence[int], rates: Sequence[int], seed: str,
+                    counts: Sequence[int]) -> list[list[Voice]]:
+    """Voices for the domains of one held-out role (``counts[d]`` speakers for domain d), spread evenly over
+    the variants: speaker k of domain d uses variant ``(offset_d + k) mod V``, where ``offset_d`` is the
+    number of speakers handed out before it, and each variant's (pitch, rate) pairs are taken without
+    replacement in a seeded order. So every domain hears every variant equally often when its count is a
+    multiple of V, and no variant reads most of one set (as two speakers of one variant in a set of four
+    did when speakers were drawn from one shuffled grid: one voice then decided much of that set's CER)."""
+    # Each variant's own seeded order, so that the speakers of a set do not share one (pitch, rate).
+    per_variant = {variant: voice_grid([variant], pitches, rates, f"{seed}:{variant}") for variant in variants}
+    taken = dict.fromkeys(variants, 0)
+    result, offset = [], 0
+    for count in counts:
+        voices = []
+        for k in range(count):
+            variant = variants[(offset + k) % len(variants)]
+            if taken[variant] == len(per_variant[variant]):
+                raise ValueError(f"config speakers: the held-out variant {variant!r} has only "
+                                 f"{len(per_variant[variant])} (pitch, rate) combinations for its speakers; add "
+                                 "pitches, rates or variants, or ask for fewer speakers")
+            voices.append(per_variant[variant][taken[variant]])
+            taken[variant] += 1
+        result.append(voices)
+        offset += count
+    return result
+
+
 def allocate_speakers(accent_list: list[str], config: Mapping[str, Any], seed: int) -> dict[tuple[str, str], list[Speaker]]:
-    """(accent, role) -> speakers. Every speaker is a distinct (variant, pitch, rate). Test speakers are drawn
-    from their own grid over ``voices.test_variants``, espeak-ng variants that no training or dev speaker uses
-    (a held-out voice condition, not only a held-out pitch and rate); the others are taken without
-    replacement from one shuffled grid over ``voices.variants``."""
+    """(accent, role) -> speakers. Every speaker is a distinct (variant, pitch, rate). Test speakers use the
+    espeak-ng variants of ``voices.test_variants`` and dev speakers those of ``voices.dev_variants``, variants
+    that no training speaker (and no speaker of the other held-out role) uses: a held-out voice condition, not
+    only a held-out pitch and rate, the same for dev as for test, so that what dev chooses is chosen under the
+    condition test measures. Held-out speakers are spread evenly over their variants (``held_out_voices``).
+    The other speakers are taken without replacement from one shuffled grid over ``voices.variants``; without
+    ``dev_variants`` (or ``test_variants``) that role draws from it too."""
     voices_cfg, counts = config["voices"], config["speakers"]
-    test_variants = voices_cfg.get("test_variants") or voices_cfg["variants"]
-    shared = sorted(set(test_variants) & set(voices_cfg["variants"])) if voices_cfg.get("test_variants") else []
-    if shared:
-        raise ValueError(f"config voices: test_variants {shared} are also in variants; a test voice must be one no "
-                         "training or dev speaker uses: remove them from one of the two lists")
-    grids = {"test": voice_grid(test_variants, voices_cfg["pitches"], voices_cfg["rates"], seed)}
-    grids["dev"] = grids["train"] = voice_grid(voices_cfg["variants"], voices_cfg["pitches"], voices_cfg["rates"], seed)
-    if not voices_cfg.get("test_variants"):  # one grid for every role: test voices first, never reused
-        grids["test"] = grids["train"]
+    held_out = {role: list(voices_cfg.get(f"{role}_variants") or []) for role in ("test", "dev")}
+    lists = {"variants": list(voices_cfg["variants"]), "test_variants": held_out["test"],
+             "dev_variants": held_out["dev"]}
+    for first, second in itertools.combinations(lists, 2):
+        shared = sorted(set(lists[first]) & set(lists[second]))
+        if shared:
+            raise ValueError(f"config voices: {shared} are in both {first} and {second}; a held-out voice must be one "
+                             "no speaker of another role uses: remove them from one of the two lists")
     wanted = {(accent, role): int(counts[f"{'std' if accent == STANDARD else 'accent'}_{role}"])
               for accent in accent_list for role in ROLES}
+    for (accent, role), count in wanted.items():
+        if count < 1:
+            raise ValueError(f"config speakers: need at least one {role} speaker for {accent}")
     adapt_std = int(counts.get("std_adapt", 0))
     rng = random.Random(f"{seed}:speaker-accents")
+    grid = voice_grid(voices_cfg["variants"], voices_cfg["pitches"], voices_cfg["rates"], seed)
+    position = 0
+
+    def from_grid(count: int, role: str) -> list[Voice]:
+        nonlocal position
+        if position + count > len(grid):
+            raise ValueError(f"config speakers: the {role} speakers need more (variant, pitch, rate) combinations "
+                             f"than the voices give ({len(grid)}); add voice variants, pitches or rates, or ask "
+                             "for fewer speakers")
+        position += count
+        return grid[position - count:position]
+
     speakers: dict[tuple[str, str], list[Speaker]] = {}
-    position = {id(grid): 0 for grid in grids.values()}
     for role in ("test", "dev", "train"):  # test first: the held-out voices do not depend on train sizes
-        grid = grids[role]
-        for accent in accent_list:
-            start = position[id(grid)]
-            chosen = grid[start:start + wanted[accent, role]]
-            if len(chosen) < wanted[accent, role]:
-                raise ValueError(f"config speakers: the {role} speakers need more (variant, pitch, rate) combinations "
-                                 f"than the voices give ({len(grid)}); add voice variants, pitches or rates, or ask "
-                                 "for fewer speakers")
-            position[id(grid)] = start + len(chosen)
-            if not chosen:
-                raise ValueError(f"config speakers: need at least one {role} speaker for {accent}")
+        if held_out.get(role):
+            chosen = held_out_voices(held_out[role], voices_cfg["pitches"], voices_cfg["rates"], f"{seed}:{role}",
+                                     [wanted[accent, role] for accent in accent_list])
+        else:
+            chosen = [from_grid(wanted[accent, role], role) for accent in accent_list]
+        for accent, voices in zip(accent_list, chosen):
             speakers[accent, role] = [Speaker(f"{accent}-{voice.tag}", role, voice, draw_speaker_accent(accent, rng))
-                                      for voice in chosen]
+                                      for voice in voices]
     # Mandarin speakers of the adaptation set only (last, so the other speakers do not depend on them).
-    grid = grids["train"]
-    start = position[id(grid)]
-    if start + adapt_std > len(grid):
-        raise ValueError(f"config speakers: std_adapt={adapt_std} needs more voices than are left ({len(grid) - start}); "
-                         "add voice variants, pitches or rates, or ask for fewer speakers")
+    if position + adapt_std > len(grid):
+        raise ValueError(f"config speakers: std_adapt={adapt_std} needs more voices than are left "
+                         f"({len(grid) - position}); add voice variants, pitches or rates, or ask for fewer speakers")
     speakers[STANDARD, "adapt"] = [Speaker(f"{STANDARD}-{voice.tag}", "adapt", voice, draw_speaker_accent(STANDARD, rng))
-                                   for voice in grid[start:start + adapt_std]]
+                                   for voice in grid[position:position + adapt_std]]
     return speakers
 
 

@@ -67,7 +67,7 @@ def check_tools() -> None:
         raise SynthesisError(f"espeak-ng has no `{VOICE}` voice (espeak-ng --voices=cmn lists: {voices.strip()}); install espeak-ng >= 1.50")
 
 
-def voice_grid(variants: Sequence[str], pitches: Sequence[int], rates: Sequence[int], seed: int) -> list[Voice]:
+def voice_grid(variants: Sequence[str], pitches: Sequence[int], rates: Sequence[int], seed: int | str) -> list[Voice]:
     """Every combination, in a seeded order (speakers are taken from the front)."""
     grid = [Voice(v, p, r) for v, p, r in itertools.product(variants, pitches, rates)]
     random.Random(seed).shuffle(grid)
