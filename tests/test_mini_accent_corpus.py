@@ -158,8 +158,8 @@ def test_held_out_dev_and_test_voices_are_their_own_and_spread_evenly():
         test_variants = [s.voice.variant for s in speakers[accent, "test"]]
         assert sorted(test_variants) == sorted(["Alex", "paul", "linda", "Annie"] * 2)
         assert {s.voice.variant for s in speakers[accent, "dev"]} == {"Michael", "steph"}
-        # the speakers of one set do not all share a pitch (each variant has its own seeded order)
-        assert len({s.voice.pitch for s in speakers[accent, "test"]}) > 1
+        # one speaker per variant does not share one (pitch, rate) (each variant has its own seeded order)
+        assert len({(s.voice.pitch, s.voice.rate) for s in speakers[accent, "test"][:4]}) > 1
 
 
 @pytest.mark.parametrize("voices, message", [
