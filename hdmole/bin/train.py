@@ -116,7 +116,8 @@ def _leave_process_group() -> None:
     gloo's worker threads can still be joinable when their C++ objects are destroyed, and the process dies
     with "terminate called without an active exception" (SIGABRT) after training finished: torchrun then
     reports the whole run as failed. Called on success only: a failing rank exits non-zero anyway, and
-    tearing down a communicator with collectives still pending (NCCL) could block its exit."""
+    tearing down a communicator with collectives still pending (NCCL) could block its exit. Not enough on its
+    own: a finished rank also leaves through ``_exit_rank``."""
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
@@ -200,5 +201,21 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _exit_rank(code: int) -> None:
+    """Exit a torchrun rank that finished without the interpreter's C++ teardown. Leaving the process group
+    (``_leave_process_group``) did not suffice: a test that destroys its gloo group too
+    (tests/test_nn_ddp.py) died in CI with "terminate called without an active exception" (SIGABRT) after
+    all its work was checked, i.e. in the teardown at interpreter exit, where a gloo thread is still
+    joinable (pytorch/pytorch#179291 discusses the same crash). Everything this rank wrote is closed by now
+    (checkpoints, the summary); the logs are flushed here, then ``os._exit`` skips that teardown."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    if exit_code == 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        _exit_rank(exit_code)
+    sys.exit(exit_code)
