@@ -172,3 +172,11 @@ def test_held_out_voice_config_errors_name_the_fix(voices, message):
 
     with pytest.raises(ValueError, match=message):
         allocate_speakers(ACCENTS, _voices_config(**voices), seed=7)
+
+
+def test_a_voice_listed_for_two_roles_stops_stage_0_naming_the_config(tmp_path):
+    config = _voices_config(test_variants=["Alex"], dev_variants=["Alex"])
+    path = tmp_path / "corpus.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match=r"corpus\.yaml: config voices: \['Alex'\] are in both"):
+        make_corpus.main(["--out", str(tmp_path / "data"), "--config", str(path)])

@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _exit_rank(code: int) -> None:
+def _exit_rank() -> None:
     """Exit a torchrun rank that finished without the interpreter's C++ teardown. Leaving the process group
     (``_leave_process_group``) did not suffice: a test that destroys its gloo group too
     (tests/test_nn_ddp.py) died in CI with "terminate called without an active exception" (SIGABRT) after
@@ -211,11 +211,11 @@ def _exit_rank(code: int) -> None:
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(0)
 
 
 if __name__ == "__main__":
     exit_code = main()
     if exit_code == 0 and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        _exit_rank(exit_code)
+        _exit_rank()
     sys.exit(exit_code)

@@ -199,7 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     log_path = setup_logging(out)
     LOG.info("command: %s", " ".join(sys.argv))
     LOG.info("config %s (digest %s), out %s, wavs %s, nj %d", args.config, digest, out, wav_dir, args.nj)
-    stats = build(config, out, wav_dir, args.nj, args.synthesis)
+    try:
+        stats = build(config, out, wav_dir, args.nj, args.synthesis)
+    except ValueError as error:  # the plan's checks of speakers, voices and sizes: say which config to fix
+        raise SystemExit(f"make_corpus.py: {args.config}: {error}") from error
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     marker.write_text(json.dumps({"config": str(args.config), "config_digest": digest, "sets": list(stats["sets"])}) + "\n")
     LOG.info("done in %.1f s; stats in %s, log in %s", stats["wall_seconds"], out / "corpus_stats.json", log_path)
