@@ -170,6 +170,7 @@ def test_decode_and_report(recipe_run):
     for column in ("avg accent (macro)", "avg accent (micro)", "KeSpeech", "Mandarin", "dev_phase1", "dev_phase2"):
         assert f"| {column} |" in header, column
     assert "Where this recipe deviates from the paper" in results
+    assert "95% interval, + speakers |" in results and "| hdmole − base | test_aishell |" in results
     assert (exp / "hdmole" / "decode_dev_phase2" / "cer.json").is_file()
 
 

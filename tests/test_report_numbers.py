@@ -119,3 +119,20 @@ def test_micro_and_macro_averages_and_a_pooled_column(tmp_path):
         everything = cer({u: r for s in REFS for u, r in REFS[s].items()}, {u: h for s in sets for u, h in sets[s].items()})
         assert row["all"] == f"{everything:.2f}", system
         assert row["A"] == f"{cers['test_A']:.2f}"
+
+
+def test_resample_speakers_adds_an_interval_column_and_needs_utt2spk(tmp_path, capsys):
+    """--resample-speakers: the intervals table gets a speaker-inclusive column; without the test sets' utt2spk
+    the report stops before writing anything and says what to pass."""
+    exp = _scored_exp(tmp_path)
+    results = tmp_path / "RESULTS.md"
+    args = ["--exp-dir", str(exp), "--systems", *HYPS, "--std-set", STD_SET, "--accent-sets", *ACCENT_SETS,
+            "--out", str(results), "--bootstrap", "50", "--resample-speakers"]
+    assert report.main(args) == 1
+    assert "--resample-speakers needs" in capsys.readouterr().err and not results.exists()
+    for test_set, refs in REFS.items():
+        (tmp_path / "data" / test_set / "utt2spk").write_text("".join(f"{u} {u.split('-')[0]}\n" for u in refs))
+    assert report.main([*args, "--data-dir", str(tmp_path / "data")]) == 0
+    text = results.read_text(encoding="utf-8")
+    assert "95% interval, sentences + seeds | 95% interval, + speakers |" in text
+    assert "| hdmole − full_ft | avg accent |" in text

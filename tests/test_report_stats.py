@@ -169,3 +169,79 @@ def test_utt_errors_written_by_score_feed_the_bootstrap(tmp_path):
     table = read_utt_errors(tmp_path / "utt_errors")
     assert table == {"a1": (1.0, 6), "a2": (1.0, 5), "a3": (0.0, 2)}
     assert sum(e for e, _ in table.values()) == summary["total"]["errors"]
+
+
+def speaker_sets(extra_of_speaker: dict[str, float], sets=("s1",), speakers=8, sentences=400) -> tuple[dict, dict]:
+    """a and b on ``sets``, each read by ``speakers`` speakers v0..v7 (sentence k by speaker k mod 8), 8
+    characters and 2 errors per utterance in b; a has ``extra_of_speaker[v]`` more errors on speaker v's."""
+    a, b = {}, {}
+    for name in sets:
+        rows = {f"v{k % speakers}-s{k:03d}": f"v{k % speakers}" for k in range(sentences)}
+        b[name] = [{u: (2.0, 8) for u in rows}]
+        a[name] = [{u: (2.0 + extra_of_speaker.get(spk, 0.0), 8) for u, spk in rows.items()}]
+    return a, b
+
+
+def speaker_of_id(_set: str, utt: str) -> str:
+    return utt.split("-")[0]
+
+
+def test_a_difference_carried_by_one_speaker_is_noise_once_speakers_are_resampled():
+    """a is 2 errors worse on every utterance of one speaker of eight: over sentences alone that is a sure
+    difference; drawing 8 speakers leaves that one out in about a third of the replicates ((7/8)^8), so
+    the interval reaches 0."""
+    a, b = speaker_sets({"v3": 2.0})
+    item_of = lambda _, utt: sentence_id(utt)  # noqa: E731
+    sentences_only = bootstrap_difference(a, b, ["s1"], item_of, replicates=1000)
+    with_speakers = bootstrap_difference(a, b, ["s1"], item_of, replicates=1000, speaker_of=speaker_of_id)
+    assert sentences_only.difference == with_speakers.difference == pytest.approx(100 * 2 / 8 / 8)
+    assert sentences_only.excludes_zero and not sentences_only.speakers_resampled
+    assert with_speakers.speakers_resampled and with_speakers.low == pytest.approx(0.0) and not with_speakers.excludes_zero
+    assert with_speakers.high - with_speakers.low > 2 * (sentences_only.high - sentences_only.low)
+
+
+def test_a_difference_every_speaker_shares_is_not_widened_by_drawing_speakers():
+    """One more error on every utterance (8 characters each): 12.5 points in every replicate, whichever
+    sentences and speakers are drawn."""
+    a, b = speaker_sets({f"v{k}": 1.0 for k in range(8)})
+    interval = bootstrap_difference(a, b, ["s1"], lambda _, u: sentence_id(u), replicates=300,
+                                    speaker_of=speaker_of_id)
+    assert (interval.difference, interval.low, interval.high) == pytest.approx((12.5, 12.5, 12.5))
+
+
+def test_sets_read_by_the_same_speakers_share_the_speaker_draw():
+    """a is worse on speaker v3 in s1 and better by as much on v3 in s2 (same sentences, same speakers): one
+    draw of speakers for both, so the two cancel in every replicate; drawn apart they would not."""
+    a, b = speaker_sets({"v3": 2.0}, sets=("s1", "s2"))
+    a["s2"] = [{u: (e - (4.0 if u.startswith("v3-") else 0.0), r) for u, (e, r) in a["s2"][0].items()}]
+    item_of = lambda _, utt: sentence_id(utt)  # noqa: E731
+    joint = bootstrap_difference(a, b, ["s1", "s2"], item_of, replicates=300, speaker_of=speaker_of_id)
+    assert (joint.low, joint.high) == pytest.approx((0.0, 0.0), abs=1e-9)
+    apart = bootstrap_difference(a, b, ["s1", "s2"], item_of, replicates=300,
+                                 speaker_of=lambda name, utt: f"{name}:{speaker_of_id(name, utt)}")
+    assert apart.high - apart.low > 1.0
+
+
+def test_the_section_resamples_speakers_from_utt2spk_and_refuses_a_set_without_one(tmp_path):
+    exp, data = tmp_path / "exp", tmp_path / "data"
+    a, b = speaker_sets({"v3": 2.0}, sets=("test_std", "test_A"))
+    for system, runs in (("base", b), ("full_ft", b), ("hdmole", a)):
+        for name, (rows,) in runs.items():
+            write_errors(exp / system / f"decode_{name}", rows)
+        (exp / system / "train_summary.json").write_text(json.dumps({"mode": "adapt"}))
+    for name, (rows,) in a.items():
+        (data / name).mkdir(parents=True, exist_ok=True)
+        (data / name / "utt2spk").write_text("".join(f"{u} {speaker_of_id(name, u)}\n" for u in rows))
+    text = interval_section(exp, ["base", "full_ft", "hdmole"], "test_std", ["test_A"], replicates=400,
+                            data_dir=data, resample_speakers=True)
+    assert "95% interval, sentences + seeds | 95% interval, + speakers |" in text
+    assert "(8 per set)" in text and "Speakers are not resampled" not in text
+    row = next(line for line in text.splitlines() if line.startswith("| hdmole − full_ft"))
+    sentences_only, with_speakers, verdict = (cell.strip() for cell in row.split("|")[4:7])
+    assert sentences_only.startswith("[+") and with_speakers.startswith("[+0.00") and verdict == "within noise"
+    (data / "test_A" / "utt2spk").unlink()
+    with pytest.raises(ValueError, match=r"test_A/utt2spk.*--resample-speakers"):
+        interval_section(exp, ["base", "full_ft", "hdmole"], "test_std", ["test_A"], replicates=50,
+                         data_dir=data, resample_speakers=True)
+    assert "Speakers are not resampled" in interval_section(exp, ["base", "full_ft", "hdmole"], "test_std", ["test_A"],
+                                                             replicates=50, data_dir=data)

@@ -26,6 +26,7 @@ data_dir=""       # default: data (fast: data_fast)
 dump_dir=""       # default: dump (fast: dump_fast)
 exp_dir=""        # default: exp (fast: exp_fast)
 extra_train_args=""  # appended to every training call, e.g. "--override optim.max_steps=300" (tests)
+report_args=""    # extra hdmole.bin.report arguments, e.g. "--resample-speakers" (intervals over the test speakers too)
 help_message="Usage: ./run.sh [options]   (see the header of this file and README.md)"
 . utils/parse_options.sh
 utils/check_stage_range.sh "$stage" "$stop_stage" 7 || exit 1
@@ -71,4 +72,4 @@ run_shared_stages --nj "$nj" \
   --pitch true --ctc-text phones \
   --ngram-order "$ngram_order" --ngram-weight "$ngram_weight" --llm-only-beam 1 --seeds "$seeds" --jobs "$jobs" \
   --source-gates "$source_gates" \
-  --beam "$beam" --decode-nj "$decode_nj" --train-args "$train_args"
+  --beam "$beam" --decode-nj "$decode_nj" --train-args "$train_args" --report-args "$report_args"

@@ -67,6 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--router-dir", type=Path, help="the router stage's exp dir (router_<set>.json)")
     parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap replicates of the intervals")
     parser.add_argument("--confidence", type=float, default=0.95, help="coverage of the intervals (default 0.95)")
+    parser.add_argument("--resample-speakers", action="store_true",
+                        help="a second interval per difference that also resamples each test set's speakers "
+                             "(<data-dir>/<set>/utt2spk), crossed with the sentences; the verdict follows it")
     parser.add_argument("--source-gates", nargs="+", default=[],
                         help="the source gate's grid trained in stage 5 (<exp>/gate/g<gate>): its operating curve")
     parser.add_argument("--data-dir", type=Path,
@@ -101,6 +104,14 @@ def main(argv: list[str] | None = None) -> int:
     if not 0.0 < args.confidence < 1.0:
         print(f"hdmole.bin.report: --confidence {args.confidence}: must be between 0 and 1 (e.g. 0.95)", file=sys.stderr)
         return 1
+    if args.resample_speakers:
+        lacking = [str(args.data_dir / s / "utt2spk") if args.data_dir else f"<data-dir>/{s}/utt2spk"
+                   for s in [args.std_set, *args.accent_sets]
+                   if args.data_dir is None or not (args.data_dir / s / "utt2spk").is_file()]
+        if lacking:
+            print(f"hdmole.bin.report: --resample-speakers needs the test sets' speakers: no {', '.join(lacking)}; pass "
+                  "--data-dir with their Kaldi data dirs (utt2spk), or leave out --resample-speakers", file=sys.stderr)
+            return 1
     missing = [s for s in args.systems if not (args.exp_dir / s).is_dir()]
     if missing:
         print(f"hdmole.bin.report: no experiment dir for {', '.join(missing)} under {args.exp_dir}; "
@@ -175,8 +186,13 @@ def main(argv: list[str] | None = None) -> int:
                   "*% of full FT (total)* that total relative to full fine-tuning of the adapted module; "
                   f"train time is the wall time of the adaptation.{seeds_note}\n",
                   markdown_table(tables[decoding], args.accent_sets, args.std_set, label, args.micro_average, pooled)]
-        intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding, args.seeds,
-                                     args.bootstrap, args.confidence, args.data_dir)
+        try:
+            intervals = interval_section(args.exp_dir, args.systems, args.std_set, args.accent_sets, decoding,
+                                         args.seeds, args.bootstrap, args.confidence, args.data_dir,
+                                         args.resample_speakers)
+        except ValueError as error:  # a malformed utt2spk / utt_errors line, named with its file and line
+            print(f"hdmole.bin.report: {error}", file=sys.stderr)
+            return 1
         if intervals:
             parts.append(intervals)
     same = identical_to_base(args.exp_dir, args.systems, args.std_set, args.decodings[0])

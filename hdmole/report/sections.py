@@ -82,27 +82,60 @@ def comparisons(systems: list[str]) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def sentence_items(data_dir: Path | None, sets: list[str]):
-    """``item_of(set, utt)`` for the bootstrap: the sentence id, after the speaker id of
-    ``<data_dir>/<set>/utt2spk`` when that file is there, else the last '-' field of the utterance id."""
+def _utt2spk(data_dir: Path | None, sets: list[str], required: bool) -> dict[str, dict[str, str]]:
+    """Per set, ``<data_dir>/<set>/utt2spk`` as a dict (sets without the file left out, or refused if
+    ``required``)."""
     speakers: dict[str, dict[str, str]] = {}
     for name in sets:
         path = data_dir / name / "utt2spk" if data_dir is not None else None
         if path is not None and path.is_file():
-            speakers[name] = dict(line.split(maxsplit=1) for line in path.read_text(encoding="utf-8").splitlines()
-                                  if line.strip())
-    return lambda test_set, utt: sentence_id(utt, speakers.get(test_set, {}).get(utt, "").strip() or None)
+            speakers[name] = {}
+            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+                fields = line.split()
+                if not fields:
+                    continue
+                if len(fields) != 2:
+                    raise ValueError(f"{path}:{number}: expected '<utt> <speaker>', got {line!r}")
+                speakers[name][fields[0]] = fields[1]
+        elif required:
+            raise ValueError(f"resampling speakers needs {path or f'<data-dir>/{name}/utt2spk'} (Kaldi data dir: "
+                             "'<utt> <speaker>' per line): pass --data-dir with the test sets' data dirs, or leave "
+                             "out --resample-speakers")
+    return speakers
+
+
+def sentence_items(data_dir: Path | None, sets: list[str]):
+    """``item_of(set, utt)`` for the bootstrap: the sentence id, after the speaker id of
+    ``<data_dir>/<set>/utt2spk`` when that file is there, else the last '-' field of the utterance id."""
+    speakers = _utt2spk(data_dir, sets, required=False)
+    return lambda test_set, utt: sentence_id(utt, speakers.get(test_set, {}).get(utt) or None)
+
+
+def speakers_of(data_dir: Path | None, sets: list[str]):
+    """``speaker_of(set, utt)`` for the bootstrap, from ``<data_dir>/<set>/utt2spk`` (every set must have it,
+    every scored utterance a line)."""
+    speakers = _utt2spk(data_dir, sets, required=True)
+
+    def speaker_of(test_set: str, utt: str) -> str:
+        if utt not in speakers[test_set]:
+            raise ValueError(f"{data_dir / test_set / 'utt2spk'}: no line for the scored utterance {utt!r}; the "
+                             "decodings and the data dir disagree (re-run the decoding stage on this data dir)")
+        return speakers[test_set][utt]
+    return speaker_of
 
 
 def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_sets: list[str], decoding: str = "decode",
                      seeds: int = 1, replicates: int = 2000, confidence: float = 0.95,
-                     data_dir: Path | None = None) -> str:
+                     data_dir: Path | None = None, resample_speakers: bool = False) -> str:
     """The differences of ``comparisons`` with two-level bootstrap intervals at ``confidence`` (hdmole.report.stats):
-    a paragraph that says how they were made, and the table; "" when no pair is scored."""
+    a paragraph that says how they were made, and the table; "" when no pair is scored. With
+    ``resample_speakers``, a second interval column also resamples each set's speakers (utt2spk of ``data_dir``),
+    and the verdict follows that one."""
     errors = {s: _errors(exp_root, s, [std_set, *accent_sets], decoding, seeds) for s in systems}
     item_of = sentence_items(data_dir, [std_set, *accent_sets])
+    speaker_of = speakers_of(data_dir, [std_set, *accent_sets]) if resample_speakers else None
     level = f"{100 * confidence:g}%"
-    rows, paired = [], set()
+    rows, paired, counts = [], set(), set()
     for system, reference, which in comparisons(systems):
         if errors.get(system) is None or errors.get(reference) is None:
             continue
@@ -110,9 +143,15 @@ def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_se
         interval = bootstrap_difference(errors[system], errors[reference], sets, item_of, replicates=replicates,
                                         confidence=confidence)
         paired.update(tuple(g) for g in interval.paired)
+        cells = f"[{interval.low:+.2f}, {interval.high:+.2f}] |"
+        if speaker_of is not None:
+            interval = bootstrap_difference(errors[system], errors[reference], sets, item_of, replicates=replicates,
+                                            confidence=confidence, speaker_of=speaker_of)
+            cells += f" [{interval.low:+.2f}, {interval.high:+.2f}] |"
+            counts.update(len(set(speaker_of(n, u) for u in errors[system][n][0])) for n in sets)
         verdict = "lower" if interval.high < 0 else "higher" if interval.low > 0 else "within noise"
         rows.append(f"| {system} − {reference} | {'avg accent' if which == 'accent' else std_set} | "
-                    f"{interval.difference:+.2f} | [{interval.low:+.2f}, {interval.high:+.2f}] | {verdict} |")
+                    f"{interval.difference:+.2f} | {cells} {verdict} |")
     if not rows:
         return ""
     joint = "; ".join(", ".join(g) for g in sorted(paired))
@@ -122,10 +161,20 @@ def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_se
             "sentences of each test set, with replacement, and averages the per-set CERs over the sets compared (for "
             "*avg accent* the accent sets, each weighted equally whatever its size; never the source set). "
             + (f"Test sets that read the same sentences are resampled jointly (one draw of sentence ids for all): "
-               f"{joint}. " if joint else "The test sets share no sentences: each is resampled on its own. ")
-            + "**Speakers are not resampled**: the intervals cover the sentences and the training seeds of these "
-            "test speakers, not other speakers. *lower* / *higher* when the interval excludes 0.\n")
-    return "\n".join([text, f"| difference | CER | points | {level} interval | |", "|---|---|---|---|---|", *rows]) + "\n"
+               f"{joint}. " if joint else "The test sets share no sentences: each is resampled on its own. "))
+    if speaker_of is None:
+        text += ("**Speakers are not resampled**: the intervals cover the sentences and the training seeds of these "
+                 "test speakers, not other speakers. *lower* / *higher* when the interval excludes 0.\n")
+        header = f"| difference | CER | points | {level} interval | |\n|---|---|---|---|---|"
+    else:
+        many = ", ".join(str(c) for c in sorted(counts))
+        text += ("The second interval resamples the speakers too: each replicate also draws each set's speakers "
+                 f"({many} per set) with replacement, crossed with the sentences (an utterance counts as often as its "
+                 "sentence times its speaker was drawn; Owen's pigeonhole bootstrap), so it covers other speakers of "
+                 "these voices as well. *lower* / *higher* when that interval excludes 0.\n")
+        header = (f"| difference | CER | points | {level} interval, sentences + seeds | "
+                  f"{level} interval, + speakers | |\n|---|---|---|---|---|---|")
+    return "\n".join([text, header, *rows]) + "\n"
 
 
 def _texts(path: Path) -> dict[str, str] | None:
