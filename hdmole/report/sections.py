@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hdmole.data.table import read_kaldi_table
 from hdmole.report.stats import bootstrap_difference, read_utt_errors, sentence_id
 from hdmole.report.table import seed_dirs
 
@@ -82,21 +83,15 @@ def comparisons(systems: list[str]) -> list[tuple[str, str, str]]:
     return pairs
 
 
-def _utt2spk(data_dir: Path | None, sets: list[str], required: bool) -> dict[str, dict[str, str]]:
-    """Per set, ``<data_dir>/<set>/utt2spk`` as a dict (sets without the file left out, or refused if
-    ``required``)."""
+def read_test_speakers(data_dir: Path | None, sets: list[str], required: bool = False) -> dict[str, dict[str, str]]:
+    """Per set, ``<data_dir>/<set>/utt2spk`` (utterance -> speaker), read as every Kaldi table of the project
+    (hdmole.data.table: errors name the file and line; order is not needed here). A set without the file is
+    left out, or refused when ``required``."""
     speakers: dict[str, dict[str, str]] = {}
     for name in sets:
         path = data_dir / name / "utt2spk" if data_dir is not None else None
         if path is not None and path.is_file():
-            speakers[name] = {}
-            for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                fields = line.split()
-                if not fields:
-                    continue
-                if len(fields) != 2:
-                    raise ValueError(f"{path}:{number}: expected '<utt> <speaker>', got {line!r}")
-                speakers[name][fields[0]] = fields[1]
+            speakers[name] = read_kaldi_table(path, require_sorted=False, value_name="speaker").entries
         elif required:
             raise ValueError(f"resampling speakers needs {path or f'<data-dir>/{name}/utt2spk'} (Kaldi data dir: "
                              "'<utt> <speaker>' per line): pass --data-dir with the test sets' data dirs, or leave "
@@ -104,18 +99,15 @@ def _utt2spk(data_dir: Path | None, sets: list[str], required: bool) -> dict[str
     return speakers
 
 
-def sentence_items(data_dir: Path | None, sets: list[str]):
-    """``item_of(set, utt)`` for the bootstrap: the sentence id, after the speaker id of
-    ``<data_dir>/<set>/utt2spk`` when that file is there, else the last '-' field of the utterance id."""
-    speakers = _utt2spk(data_dir, sets, required=False)
+def sentence_items(speakers: dict[str, dict[str, str]]):
+    """``item_of(set, utt)`` for the bootstrap: the sentence id, after the utterance's speaker id when
+    ``speakers`` (read_test_speakers) has it, else the last '-' field of the utterance id."""
     return lambda test_set, utt: sentence_id(utt, speakers.get(test_set, {}).get(utt) or None)
 
 
-def speakers_of(data_dir: Path | None, sets: list[str]):
-    """``speaker_of(set, utt)`` for the bootstrap, from ``<data_dir>/<set>/utt2spk`` (every set must have it,
-    every scored utterance a line)."""
-    speakers = _utt2spk(data_dir, sets, required=True)
-
+def speakers_of(speakers: dict[str, dict[str, str]], data_dir: Path | None):
+    """``speaker_of(set, utt)`` for the bootstrap, from ``speakers`` (read_test_speakers of ``data_dir``, every set
+    present); a scored utterance without a speaker is refused."""
     def speaker_of(test_set: str, utt: str) -> str:
         if utt not in speakers[test_set]:
             raise ValueError(f"{data_dir / test_set / 'utt2spk'}: no line for the scored utterance {utt!r}; the "
@@ -132,10 +124,11 @@ def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_se
     ``resample_speakers``, a second interval column also resamples each set's speakers (utt2spk of ``data_dir``),
     and the verdict follows that one."""
     errors = {s: _errors(exp_root, s, [std_set, *accent_sets], decoding, seeds) for s in systems}
-    item_of = sentence_items(data_dir, [std_set, *accent_sets])
-    speaker_of = speakers_of(data_dir, [std_set, *accent_sets]) if resample_speakers else None
+    speakers = read_test_speakers(data_dir, [std_set, *accent_sets], required=resample_speakers)
+    item_of = sentence_items(speakers)
+    speaker_of = speakers_of(speakers, data_dir) if resample_speakers else None
     level = f"{100 * confidence:g}%"
-    rows, paired, counts = [], set(), set()
+    rows, paired = [], set()
     for system, reference, which in comparisons(systems):
         if errors.get(system) is None or errors.get(reference) is None:
             continue
@@ -148,7 +141,6 @@ def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_se
             interval = bootstrap_difference(errors[system], errors[reference], sets, item_of, replicates=replicates,
                                             confidence=confidence, speaker_of=speaker_of)
             cells += f" [{interval.low:+.2f}, {interval.high:+.2f}] |"
-            counts.update(len(set(speaker_of(n, u) for u in errors[system][n][0])) for n in sets)
         verdict = "lower" if interval.high < 0 else "higher" if interval.low > 0 else "within noise"
         rows.append(f"| {system} − {reference} | {'avg accent' if which == 'accent' else std_set} | "
                     f"{interval.difference:+.2f} | {cells} {verdict} |")
@@ -167,7 +159,7 @@ def interval_section(exp_root: Path, systems: list[str], std_set: str, accent_se
                  "test speakers, not other speakers. *lower* / *higher* when the interval excludes 0.\n")
         header = f"| difference | CER | points | {level} interval | |\n|---|---|---|---|---|"
     else:
-        many = ", ".join(str(c) for c in sorted(counts))
+        many = ", ".join(str(c) for c in sorted({len(set(speakers[n].values())) for n in speakers}))
         text += ("The second interval resamples the speakers too: each replicate also draws each set's speakers "
                  f"({many} per set) with replacement, crossed with the sentences (an utterance counts as often as its "
                  "sentence times its speaker was drawn; Owen's pigeonhole bootstrap), so it covers other speakers of "
@@ -295,7 +287,8 @@ def decoding_description(exp_root: Path, std_set: str, decoding: str) -> str:
 
 
 __all__ = ["active_experts_section", "router_section", "interval_section", "identical_to_base", "correspondence_section",
-           "decoding_description", "comparisons", "expert_domains", "sentence_items"]
+           "decoding_description", "comparisons", "expert_domains", "read_test_speakers", "sentence_items",
+           "speakers_of"]
 
 
 # The enrolment sizes stage 6 decodes a speaker-routed system with (the online case, docs/method.md section 3.7).
