@@ -26,7 +26,7 @@ data_dir=""       # default: data (fast: data_fast)
 dump_dir=""       # default: dump (fast: dump_fast)
 exp_dir=""        # default: exp (fast: exp_fast)
 extra_train_args=""  # appended to every training call, e.g. "--override optim.max_steps=300" (tests)
-report_args=""    # extra hdmole.bin.report arguments, e.g. "--resample-speakers" (intervals over the test speakers too)
+report_args="--resample-speakers"    # extra hdmole.bin.report arguments; the default adds intervals over the test speakers too
 help_message="Usage: ./run.sh [options]   (see the header of this file and README.md)"
 . utils/parse_options.sh
 utils/check_stage_range.sh "$stage" "$stop_stage" 7 || exit 1
