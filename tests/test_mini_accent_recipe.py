@@ -103,7 +103,9 @@ def test_every_stage_writes_its_outputs(recipe):
     assert curve["data"].endswith("dev_accent") and curve["layers"] and curve["per_layer"]
     assert not (exp / "lora" / "threshold_curve.json").exists()
     assert "## The threshold's operating curve (dev)" in results and "| hdmole | projector." in results
-    assert "## Active experts per layer and domain" in results and "Speakers are not resampled" in results
+    assert "## Active experts per layer and domain" in results
+    # the recipe's default report_args: a second interval with the test speakers resampled too
+    assert "The second interval resamples the speakers too" in results and "interval, + speakers |" in results
     assert "Made by" in results and "./run.sh --fast true" in results  # the recipe command, quoted
     # stage 5: hdmole's first seed is the source gate grid's run of the chosen gate, copied, not trained twice;
     # the grid is decoded for its operating curve with the n-gram only (the LLM-only table has no gate rows)
