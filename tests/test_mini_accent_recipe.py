@@ -94,6 +94,11 @@ def test_every_stage_writes_its_outputs(recipe):
         assert sum(int(r[3]) for r in rows) == sum(matrix[i][i] for i in range(5))
         accuracies = [float(r[4].rstrip("%")) for r in rows]
         assert accuracies == sorted(accuracies)
+        # the logits file: one row of 5 per utterance, whose argmaxes are the matrix's routed columns
+        logits = [line.split() for line in (exp / "router" / f"router_{name}.logits").read_text().splitlines()]
+        assert len(logits) == sum(counted) and all(len(row) == 6 for row in logits)
+        routed = [max(range(5), key=lambda d: float(row[1 + d])) for row in logits]
+        assert [routed.count(d) for d in range(5)] == [sum(row[d] for row in matrix) for d in range(5)]
     results = (exp / "RESULTS.md").read_text()
     for system in ["base", *SYSTEMS]:
         assert f"| {system} |" in results

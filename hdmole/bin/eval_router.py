@@ -10,7 +10,9 @@ rows = true domain, columns = the router's argmax, in accents.txt order, ``mean_
 domain, ``utterances``), ``<out>/router_<set>.txt`` (the same as a table) and ``<out>/router_<set>.speakers``
 (one line per speaker: its true domain, utterances, how many the router routes right one by one, the domain
 it routes to most, and the domain its pooled posterior chooses; the speakers the router gets worst first, so
-that a voice it mishears shows at the top). Runs the encoder and the
+that a voice it mishears shows at the top) and ``<out>/router_<set>.logits`` (a Kaldi text table, ``utt`` then
+the router's D logits in accents.txt order: what analyses of the router read, e.g. mini_accent's
+``local/router_evidence.py``, without running the encoder again). Runs the encoder and the
 router only: the LLM is not built (``encoder_side``), so the large model's router is evaluated without loading
 its 7B LLM; ``--device cuda`` puts it on the GPU.
 """
@@ -87,6 +89,35 @@ def speaker_table(logits: dict, truths: dict, utt2spk: dict, names: list[str]) -
         lines.append(f"{spk} {names[truth]} {sum(counts.values())} {counts[truth]} {100 * accuracy:.1f}% "
                      f"{names[counts.most_common(1)[0][0]]} {names[choice[spk]]}")
     return "\n".join(lines) + "\n"
+
+
+def write_logits(path: Path, logits: dict) -> None:
+    """``utt l_1 ... l_D`` per utterance, in Kaldi's key order; read back with :func:`read_logits`."""
+    from hdmole.data.table import write_kaldi_table
+
+    write_kaldi_table(path, ((utt, " ".join(f"{v:.6g}" for v in row.tolist())) for utt, row in logits.items()))
+
+
+def read_logits(path: str | Path) -> dict:
+    """{utt: logits [D]} of a ``router_<set>.logits`` file; a malformed line is a ValueError naming the file and
+    the line."""
+    import torch
+
+    from hdmole.data.table import read_kaldi_table
+
+    table = read_kaldi_table(path)
+    out, width = {}, None
+    for utt in table.keys():
+        try:
+            row = [float(v) for v in table[utt].split()]
+        except ValueError:
+            row = []
+        if not row or (width is not None and len(row) != width):
+            raise ValueError(f"{table.where(utt)}: expected {width or 'D'} numbers (the router's logits) after "
+                             f"{utt!r}, got {table[utt]!r}; write the file with hdmole.bin.eval_router")
+        width = len(row)
+        out[utt] = torch.tensor(row)
+    return out
 
 
 def confusion_text(summary: dict) -> str:
@@ -167,6 +198,7 @@ def _evaluate(args) -> int:
         stem.with_suffix(".txt").write_text(confusion_text(summary), encoding="utf-8")
         stem.with_suffix(".speakers").write_text(
             speaker_table(logits, truths, loader.dataset.data.utt2spk.entries, names), encoding="utf-8")
+        write_logits(stem.with_suffix(".logits"), logits)
         spk = summary["speaker_level"]["all"]
         print(f"hdmole.bin.eval_router: {Path(data).name}: speaker-level {100 * spk['utterance_accuracy']:.1f}% "
               f"({spk['speakers_correct']}/{spk['speakers']} speakers)")
