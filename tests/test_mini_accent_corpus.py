@@ -135,6 +135,16 @@ def test_bad_config_is_refused(tmp_path):
         make_corpus.main(["--out", str(tmp_path / "x"), "--config", str(bad)])
 
 
+def test_an_unknown_sentence_unit_stops_stage_0_naming_the_config(tmp_path):
+    config = yaml.safe_load(FAST.read_text())
+    config["unit"] = "paragraph"
+    path = tmp_path / "corpus.yaml"
+    path.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit, match=r"corpus\.yaml: unit must be one of clause, sentence, got 'paragraph'"):
+        make_corpus.main(["--out", str(tmp_path / "data"), "--config", str(path)])
+    assert not (tmp_path / "data" / make_corpus.DONE_MARKER).exists()
+
+
 def _voices_config(**voices):
     config = yaml.safe_load(FAST.read_text())
     config["voices"].update(voices)

