@@ -109,14 +109,14 @@ def build(config: dict[str, Any], out: Path, wav_dir: Path, nj: int, synthesis: 
     check_tools()
     backend = resolve_backend(synthesis)  # before any work: a missing library is said at once
     accent_list = accent_names(config["accents"])
+    unit = str(config.get("unit", "clause"))  # optional key: corpora configured before it read as clauses
     pool = collect_sentences(list(config["sources"]), min_chars=int(config["min_chars"]), max_chars=int(config["max_chars"]),
                              num_chars=int(config["num_chars"]), seed=int(config["seed"]),
-                             max_lines=config.get("max_lines_per_source"), unit=str(config.get("unit", "clause")))
+                             max_lines=config.get("max_lines_per_source"), unit=unit)
     sizes = config["sizes"]
     id_to_text, split = split_sentences(pool, num_test=int(sizes["test"]), num_dev=int(sizes["dev"]))
     LOG.info("sentences: %d selected (%d candidate %ss, %d-%d chars, %d-character set): train %d dev %d test %d",
-             len(pool.sentences), pool.num_candidates, config.get("unit", "clause"), config["min_chars"],
-             config["max_chars"], len(pool.chars),
+             len(pool.sentences), pool.num_candidates, unit, config["min_chars"], config["max_chars"], len(pool.chars),
              len(split.train), len(split.dev), len(split.test))
     write_lines(out / "accents.txt", accent_list)
     write_lines(out / "chars.txt", pool.chars)

@@ -6,7 +6,7 @@ script measures that without a new corpus: each utterance is routed with the log
 its speaker summed (itself and the next k - 1 in utterance-id order, cyclically), the combination speaker pooling
 uses (hdmole/models/speaker_routing.py), and prints the accuracy, the Mandarin recall and the mean characters of
 those k utterances against k. It is an estimate of a k-times-longer utterance, not a measurement of one: the
-base model hears a longer utterance with more context, and a real corpus of long clauses has other sentences.
+base model hears a longer utterance with more context, and a corpus of long sentences has other texts.
 
     python local/router_evidence.py --logits exp/router/router_dev_accent.logits --data data/dev_accent
 
@@ -23,22 +23,25 @@ from pathlib import Path
 import torch
 
 
-def pool_windows(logits: dict, utt2spk: dict, k: int) -> dict:
-    """{utt: summed log-posteriors of utt and the next k - 1 utterances of its speaker (cyclic, utterance-id
-    order)}; a speaker with fewer than k utterances pools all of them."""
+def speaker_windows(utts, utt2spk: dict, k: int):
+    """(utt, the window routing it): utt and the next k - 1 utterances of its speaker (cyclic, utterance-id
+    order); a speaker with fewer than k utterances pools all of them."""
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     by_speaker: dict[str, list[str]] = {}
-    for utt in sorted(logits):
+    for utt in sorted(utts):
         by_speaker.setdefault(utt2spk[utt], []).append(utt)
-    pooled = {}
-    for utts in by_speaker.values():
-        log_post = torch.stack([torch.log_softmax(logits[u].float(), -1) for u in utts])
-        width = min(k, len(utts))
-        for i, utt in enumerate(utts):
-            window = [(i + j) % len(utts) for j in range(width)]
-            pooled[utt] = log_post[window].sum(0)
-    return pooled
+    for group in by_speaker.values():
+        width = min(k, len(group))
+        for i, utt in enumerate(group):
+            yield utt, [group[(i + j) % len(group)] for j in range(width)]
+
+
+def pool_windows(logits: dict, utt2spk: dict, k: int) -> dict:
+    """{utt: the summed log-posteriors of its window} (speaker_windows)."""
+    log_post = {utt: torch.log_softmax(row.float(), -1) for utt, row in logits.items()}
+    return {utt: torch.stack([log_post[u] for u in window]).sum(0)
+            for utt, window in speaker_windows(logits, utt2spk, k)}
 
 
 def evidence_row(logits: dict, truths: dict, utt2spk: dict, chars: dict, k: int, source: int = 0) -> dict:
@@ -46,11 +49,7 @@ def evidence_row(logits: dict, truths: dict, utt2spk: dict, chars: dict, k: int,
     pooled = pool_windows(logits, utt2spk, k)
     right = {u: int(pooled[u].argmax()) == truths[u] for u in pooled}
     source_utts = [u for u in pooled if truths[u] == source]
-    by_speaker: dict[str, list[str]] = {}
-    for utt in sorted(logits):
-        by_speaker.setdefault(utt2spk[utt], []).append(utt)
-    window_chars = [sum(chars[utts[(i + j) % len(utts)]] for j in range(min(k, len(utts))))
-                    for utts in by_speaker.values() for i in range(len(utts))]
+    window_chars = [sum(chars[u] for u in window) for _, window in speaker_windows(logits, utt2spk, k)]
     return {"k": k, "chars": sum(window_chars) / len(window_chars),
             "accuracy": sum(right.values()) / len(right),
             "source_recall": (sum(right[u] for u in source_utts) / len(source_utts)) if source_utts else None}
