@@ -74,3 +74,5 @@ def test_the_script_prints_a_row_per_k_and_refuses_logits_of_another_data_dir(tm
     write_logits(tmp_path / "other.logits", {"z-1": torch.tensor([1.0, 0.0])})
     assert evidence.main(["--logits", str(tmp_path / "other.logits"), "--data", str(data)]) == 1
     assert "'z-1'" in capsys.readouterr().err
+    assert evidence.main(["--logits", str(tmp_path / "none.logits"), "--data", str(data)]) == 1
+    assert "none.logits not found; write it with python -m hdmole.bin.eval_router" in capsys.readouterr().err

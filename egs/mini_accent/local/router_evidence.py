@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
     from hdmole.data import AccentList
     from hdmole.data.table import read_kaldi_table
 
+    if not args.logits.is_file():  # an exp dir whose stage 4 ran before eval_router wrote the logits
+        print(f"router_evidence.py: {args.logits} not found; write it with python -m hdmole.bin.eval_router --config "
+              "exp/router/config.yaml --checkpoint exp/base/best.pt --checkpoint exp/router/best.pt --accents "
+              "data/accents.txt --data <data dir> --out exp/router (stage 4 does since commit e4a26e9)", file=sys.stderr)
+        return 1
     try:
         accents = AccentList.load(args.data / "accents.txt")
         logits = read_logits(args.logits)
