@@ -190,8 +190,9 @@ def test_mini_accent_trains_each_system_at_its_dev_chosen_learning_rate(tmp_path
     """egs/mini_accent: every system's lr is the one its grid chose on dev_accent (the recipe's
     conf/systems/<system>.yaml, applied after the top-level method; README.md, "Development measurements"),
     and an --override still wins over it (local/lr_grid.sh trains every system at one lr that way)."""
-    chosen = {"full_ft": 1e-3, "mole_top1": 3.2e-2, "mole_top2": 4e-3, "mole_dense": 4e-3, "hdmole_dense": 4e-3,
-              "hdmole_no_global": 1.6e-2, "hdmole_global_only": 1.6e-2, "hdmole_oracle": 1.6e-2}
+    chosen = {"full_ft": 2e-3, "lora": 1.6e-2, "mole_top1": 3.2e-2, "mole_top2": 4e-3, "hdmole_no_global": 4e-3,
+              "hdmole_global_only": 1.6e-2, "hdmole_dense": 1.6e-2, "hdmole_no_threshold": 1.6e-2,
+              "hdmole_no_source": 1.6e-2}
     accents = accents_file(tmp_path, 5)
     for name in TABLE:
         config, _ = load_system("mini_accent", name, accents)
