@@ -53,3 +53,19 @@ def test_an_unknown_speaker_is_refused_by_name(tmp_path):
     data = write_set(tmp_path)
     with pytest.raises(SystemExit, match="--speaker c: not a speaker of"):
         heard_accent.main(["--heard", str(tmp_path / "x.heard"), "--data", str(data), "--speaker", "c"])
+
+
+def test_a_bad_line_in_the_data_dir_is_named_with_its_file_and_line(tmp_path):
+    from hdmole.data.errors import DataError
+
+    data = write_set(tmp_path)
+    (data / "pinyin").write_text("a-1 zhong1 guo2\na-1 ni3 hao3\n")
+    with pytest.raises(DataError, match=r"pinyin:2: duplicate id 'a-1'"):
+        heard_accent.main(["--heard", str(tmp_path / "x.heard"), "--data", str(data)])
+
+
+def test_a_heard_utterance_missing_from_the_data_dir_is_refused_by_name(tmp_path):
+    data = write_set(tmp_path)
+    (tmp_path / "x.heard").write_text("a-1 z ong1 g uo2\nc-1 n i3\n")
+    with pytest.raises(ValueError, match="c-1: in the heard file but not in the data dir"):
+        heard_accent.main(["--heard", str(tmp_path / "x.heard"), "--data", str(data)])

@@ -41,7 +41,8 @@ def heard_outcomes(heard: dict, standard: dict, spoken: dict):
     OUTCOMES ('spoken' when heard as spoken; a deleted syllable is 'other')."""
     for utt, units in heard.items():
         if utt not in spoken or utt not in standard:
-            raise KeyError(f"{utt}: in the heard file but not in the data dir's pinyin / spoken_pinyin")
+            raise ValueError(f"{utt}: in the heard file but not in the data dir's pinyin / spoken_pinyin; dump the "
+                             "heard units of this data dir (router_probe.py) or pass the data dir they came from")
         said = ["".join(initial_final(p)) for p in spoken[utt]]
         meant = ["".join(initial_final(p)) for p in standard[utt]]
         if len(said) != len(meant):
@@ -75,9 +76,13 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--speaker", help="break this speaker's tone changes down against the rest of the set")
     args = parser.parse_args(argv)
-    utt2spk = {u: s for u, s in (line.split()[:2] for line in (args.data / "utt2spk").read_text().splitlines() if line)}
-    rows = list(heard_outcomes(read_table(args.heard), read_table(args.data / "pinyin"),
-                               read_table(args.data / "spoken_pinyin")))
+    # the data dir's tables through the project's reader: a missing file or a bad line is named with its line
+    from hdmole.data.table import read_kaldi_table
+
+    utt2spk = read_kaldi_table(args.data / "utt2spk").entries
+    standard, spoken = (read_kaldi_table(args.data / name).entries for name in ("pinyin", "spoken_pinyin"))
+    rows = list(heard_outcomes(read_table(args.heard), {u: v.split() for u, v in standard.items()},
+                               {u: v.split() for u, v in spoken.items()}))
     print(f"{args.data.name}: heard as spoken / as standard / other, at syllables the accent changed\n")
     print("| speaker | tone changed | segment changed | left alone: heard right |\n|---|---|---|---|")
     for speaker, kinds in sorted(per_speaker(rows, utt2spk).items()):
