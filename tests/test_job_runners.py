@@ -285,3 +285,32 @@ def test_split_is_reused_until_the_data_dir_changes_and_names_a_bad_line(data):
     r = run(UTILS / "split_data.sh", data, 2)
     assert r.returncode == 1 and re.search(r"data/pinyin:11: utterance s9-0 is not in utt2spk", r.stderr)
     assert (data / "split2" / "1" / "text").is_file()  # the failed split left the old one in place
+
+
+def test_a_split_waits_while_another_holds_the_data_dirs_lock(data):
+    """Two stage-6 jobs split the same test set at once: the second must wait for the first (flock on
+    utt2spk), not race it (one's rm -rf of the split met the other's mv into it)."""
+    import fcntl
+    import time
+
+    with open(data / "utt2spk") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        proc = subprocess.Popen(["bash", str(UTILS / "split_data.sh"), "--per-utt", str(data), "2"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1.0)
+        assert proc.poll() is None, f"split_data.sh did not wait for the lock: {proc.communicate()}"
+        assert not (data / "split2utt").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert (data / "split2utt" / ".done").is_file()
+
+
+def test_splits_of_one_data_dir_side_by_side_all_succeed_and_leave_one_split(data):
+    procs = [subprocess.Popen(["bash", str(UTILS / "split_data.sh"), "--per-utt", str(data), "3"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    assert sorted(p.name for p in data.iterdir() if p.name.startswith("split")) == ["split3utt"]  # no tmp left
+    assert sum(parts_of(data / "split3utt", "utt2spk"), []) == [line.split()[0] for line in
+                                                                (data / "utt2spk").read_text().splitlines()]

@@ -8,7 +8,8 @@
 # by utterance (wav.scp text utt2spk utt2accent feats.scp utt2num_frames pinyin ...) keeps the part's
 # utterances, one keyed by speaker (spk2gender) the part's speakers, spk2utt is rebuilt from the part's
 # utt2spk, and any other file (accents.txt) is copied whole. A split newer than every file of the data
-# dir is reused (as Kaldi does), so N jobs can all call this on the same dir after one call made it.
+# dir is reused (as Kaldi does), so N jobs can all call this on the same dir after one call made it; calls
+# side by side on one dir take turns (flock on its utt2spk), the later ones reusing the first one's split.
 per_utt=false
 help_message="Usage: $0 [--per-utt] <data-dir> <num-parts>"
 # Kaldi's flag form (--per-utt with no value), besides parse_options.sh's --per-utt true|false.
@@ -25,6 +26,14 @@ data=${1%/}; n=$2
 [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "the number of parts must be a positive integer, not '$n'"
 [ -f "$data/utt2spk" ] || die "$data/utt2spk is missing: $data is not a data dir (utils/validate_data_dir.sh checks one)"
 if $per_utt; then out=$data/split${n}utt; else out=$data/split$n; fi
+
+# Two jobs side by side (stage 6 decodes two systems at a time) split the same test set at once: without a lock
+# both see no split, and one's `rm -rf` of the split meets the other's `mv` into it ("cannot remove ...: Is a
+# directory") or pulls the parts from under a decoding that already reads them. So the check and the split hold
+# an exclusive flock(1) on the data dir's utt2spk (opened for reading: its mtime, which the reuse test below
+# compares, stays as it is); the second caller waits, then reuses the first's split.
+exec {lock_fd}<"$data/utt2spk"
+flock "$lock_fd" || die "could not lock $data/utt2spk (flock, from util-linux, is needed)"
 
 # Reuse a complete split that is newer than every file of the data dir.
 if [ -f "$out/.done" ] && [ -z "$(find "$data" -maxdepth 1 -type f -newer "$out/.done" -print -quit)" ]; then
