@@ -26,6 +26,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from pinyin_inventory import initial_final  # noqa: E402
 from router_probe import align, read_table, syllables  # noqa: E402  (the probes' syllables and alignment)
 
+from hdmole.data.table import read_kaldi_table  # noqa: E402  (the data dir's tables: a bad line named with its line)
+
 OUTCOMES = ("spoken", "standard", "other")
 
 
@@ -76,9 +78,6 @@ def main(argv=None) -> None:
     parser.add_argument("--data", type=Path, required=True)
     parser.add_argument("--speaker", help="break this speaker's tone changes down against the rest of the set")
     args = parser.parse_args(argv)
-    # the data dir's tables through the project's reader: a missing file or a bad line is named with its line
-    from hdmole.data.table import read_kaldi_table
-
     utt2spk = read_kaldi_table(args.data / "utt2spk").entries
     standard, spoken = (read_kaldi_table(args.data / name).entries for name in ("pinyin", "spoken_pinyin"))
     rows = list(heard_outcomes(read_table(args.heard), {u: v.split() for u, v in standard.items()},
