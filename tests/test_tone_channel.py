@@ -171,3 +171,60 @@ def test_model_config_errors_name_what_is_missing(tmp_path):
         build_model(conf, ToyTokenizer(), num_accents=3)
     with pytest.raises(ValueError, match="hidden"):
         build_model(tone_conf(tmp_path, hidden=16), ToyTokenizer(), num_accents=3)
+
+
+def one_hot_posteriors(best: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.one_hot(best, BLANK + 1).float()
+
+
+def test_soft_evidence_spreads_each_syllable_over_its_finals_tones_by_the_posterior_mass_of_its_frames():
+    router = ToneChannelRouter(UNITS, num_domains=2, dropout=0.0, evidence="soft")
+    best, lengths = best_paths([ids("b a1 zh ong4 e5"), ids("ong1")])
+    # Certain posteriors (one-hot on the best path) count exactly as the best path does.
+    soft, units = router.heard_counts(best, lengths, one_hot_posteriors(best))
+    hard, hard_units = router.heard_counts(best, lengths)
+    assert torch.equal(soft, hard) and torch.equal(units, hard_units)
+    # "a1" is heard on frames 3-4: there the head also gives a4 0.3 and a3 0.1 (and the blank 0.1, which is no tone);
+    # "ong4" on frames 9-10, where ong1 takes 0.2 in one and the blank 0.3 in the other: the unit list has no ong2, and
+    # the blank stands in for it in the final's row of units, so the blank's mass must not count as tone 2.
+    probs = one_hot_posteriors(best)
+    probs[0, 3] = probs[0, 4] = 0.0
+    probs[0, 3, ID["a1"]], probs[0, 3, ID["a4"]], probs[0, 3, BLANK] = 0.5, 0.3, 0.2
+    probs[0, 4, ID["a1"]], probs[0, 4, ID["a3"]], probs[0, 4, ID["a4"]] = 0.6, 0.1, 0.3
+    probs[0, 9, ID["ong4"]], probs[0, 9, BLANK] = 0.7, 0.3
+    probs[0, 10, ID["ong4"]], probs[0, 10, ID["ong1"]] = 0.8, 0.2
+    soft, units = router.heard_counts(best, lengths, probs)
+    assert torch.equal(units, hard_units)  # the unit counts stay the best path's
+    ba, ong, e = 2 * 3 + 0, 0 * 3 + 2, 0 * 3 + 1  # "b a" (a1's initial b), "ong" and "e" without initial
+    torch.testing.assert_close(soft[0, ba], torch.tensor([1.1, 0.0, 0.1, 0.6, 0.0]) / 1.8)
+    torch.testing.assert_close(soft[0, 3 * 3 + 2], torch.tensor([0.2, 0.0, 0.0, 1.5, 0.0]) / 1.7)  # zh ong
+    assert soft[0, e].tolist() == [0.0, 0.0, 0.0, 0.0, 1.0] and soft[0].sum() == pytest.approx(3.0)
+    assert soft[1, ong].tolist() == [1.0, 0.0, 0.0, 0.0, 0.0] and soft[1].sum() == 1.0
+    # The logits follow: the posterior's a4 mass is evidence for a domain whose channel turns tone 1 into tone 4.
+    with torch.no_grad():
+        router.prior[ba] = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+        router.channel[1] = torch.tensor([[0.1, 0.0, 0.0, 0.9, 0.0]] + [[0.2] * 5] * 4).clamp_min(1e-6).log()
+        router.channel[0] = torch.eye(5).clamp_min(1e-3).log()
+        router.units[1].weight.zero_()
+        router.units[1].bias.zero_()
+    margin = lambda logits: float(logits[0, 1].detach() - logits[0, 0].detach())  # noqa: E731
+    assert margin(router(best, lengths, probs)) > margin(router(best, lengths, one_hot_posteriors(best)))
+    with pytest.raises(ValueError, match="pass probs"):
+        router(best, lengths)
+
+
+def test_model_with_soft_tone_evidence_routes_with_the_ctc_posteriors(tmp_path):
+    model = build_model(tone_conf(tmp_path, tone_evidence="soft"), ToyTokenizer(), num_accents=3).eval()
+    assert model.global_router.evidence == "soft"
+    assert build_model(tone_conf(tmp_path), ToyTokenizer(), num_accents=3).global_router.evidence == "best_path"
+    enc_out, enc_lens = torch.randn(2, 9, 32), torch.tensor([9, 5])
+    with torch.no_grad():
+        logits = model.ctc(enc_out)
+        expected = model.global_router(logits.argmax(-1), enc_lens, logits.softmax(-1)).softmax(-1)
+        torch.testing.assert_close(model.route(enc_out, enc_lens), expected)
+    with pytest.raises(ValueError, match="tone_evidence must be one of"):
+        build_model(tone_conf(tmp_path, tone_evidence="posterior"), ToyTokenizer(), num_accents=3)
+    conf = tiny_conf(router=True)
+    conf["global_router"] = {**conf["global_router"], "tone_evidence": "soft"}
+    with pytest.raises(ValueError, match="tone router's"):
+        build_model(conf, ToyTokenizer(), num_accents=3)
