@@ -21,9 +21,9 @@ MAX_NGRAM_FEATURES = 1_000_000  # unit bigrams: V^2 features, fine for a few hun
 # GlobalRouter's keys + what the model does around it: its input, and the pooling over a speaker's utterances
 # (hdmole.models.speaker_routing: pool: utterance | speaker, pool_first_k: 0 = every utterance of the speaker)
 # (ngram_order: 1 | 2, ngram_buckets: hash the bigrams into this many features, 0 = one each; input: ctc_ngrams)
-# (input: ctc_tones takes dropout, num_domains and tone_evidence: best_path | soft, hdmole/models/tone_channel.py)
+# (input: ctc_tones takes dropout and num_domains only, hdmole/models/tone_channel.py)
 ROUTER_KEYS = {"hidden", "dropout", "num_domains", "log_pooled", "log_floor", "input", "pool", "pool_first_k",
-               "ngram_order", "ngram_buckets", "tone_evidence"}
+               "ngram_order", "ngram_buckets"}
 DEFAULT_PROMPT = "转写："
 
 
@@ -153,13 +153,12 @@ def _build_tone_router(router_conf: dict, ctc_units: str | None, num_accents: in
 
     if not ctc_units:
         raise ValueError("model config: global_router.input: ctc_tones needs a CTC head on tonal units (ctc_units)")
-    unused = sorted(k for k, v in router_conf.items() if k not in ("dropout", "num_domains", "tone_evidence") and v)
+    unused = sorted(k for k, v in router_conf.items() if k not in ("dropout", "num_domains") and v)
     if unused:
         raise ValueError(f"model config: global_router.input: ctc_tones has no {unused} (its keys: dropout, "
-                         "num_domains, tone_evidence, pool, pool_first_k)")
+                         "num_domains, pool, pool_first_k)")
     num_domains = _num_domains(router_conf, num_accents)
-    return ToneChannelRouter(UnitTokenizer(ctc_units).units, num_domains, dropout=float(router_conf.get("dropout", 0.1)),
-                             evidence=router_conf.get("tone_evidence", "best_path"))
+    return ToneChannelRouter(UnitTokenizer(ctc_units).units, num_domains, dropout=float(router_conf.get("dropout", 0.1)))
 
 
 def _num_domains(router_conf: dict, num_accents: int | None) -> int:
@@ -175,7 +174,5 @@ def _num_domains(router_conf: dict, num_accents: int | None) -> int:
 def _build_router(router_conf: dict, d_in: int, num_accents: int | None) -> nn.Module:
     from hdmole.nn import GlobalRouter
 
-    if "tone_evidence" in router_conf:
-        raise ValueError("model config: global_router.tone_evidence is the tone router's (input: ctc_tones)")
     num_domains = _num_domains(router_conf, num_accents)
     return GlobalRouter(d_in, num_domains, **router_conf)

@@ -88,10 +88,8 @@ class LLMASR(nn.Module):
     def route_logits(self, enc_out: torch.Tensor, enc_lens: torch.Tensor) -> torch.Tensor:
         if self.global_router is None:
             raise RuntimeError("this model has no global_router (set 'global_router' in the model config)")
-        if self.router_input == "ctc_tones":  # a ToneChannelRouter reads the best path (and the posteriors) itself
-            ctc_logits = self.ctc(enc_out)
-            probs = ctc_logits.float().softmax(-1) if self.global_router.evidence == "soft" else None
-            return self.global_router(ctc_logits.argmax(-1), enc_lens, probs)
+        if self.router_input == "ctc_tones":  # a ToneChannelRouter reads the best path itself
+            return self.global_router(self.ctc(enc_out).argmax(-1), enc_lens)
         if self.router_input == "ctc_ngrams":
             heard, lengths = self.heard_ngrams(enc_out, enc_lens)
             return self.global_router(heard, lengths)

@@ -20,13 +20,6 @@ finals when they end in a tone digit 1-5 (``ong1``), initials otherwise.
 Measured on mini_accent's dev_accent against the hashed unit + bigram router of the same stage (README.md of
 the recipe, "Development measurements"): more accuracy with fewer learned parameters; counts rather than
 frequencies, because a longer utterance is more evidence (the naive-Bayes form), which speaker pooling sums.
-
-``evidence``: which tone a heard syllable counts with. ``best_path`` (the default): the tone of the final on the
-CTC best path, one count. ``soft``: the syllable still comes from the best path (its initial and toneless final),
-but its one count is spread over the five tones by the CTC posterior mass of that final with each tone, summed
-over the frames the best path spends on it (the expected counts of naive Bayes on uncertain evidence). Where the
-acoustic evidence for a tone is weak, the best path falls back on the tone standard Mandarin gives the syllable
-and drops the accent's tone the head half heard; the posterior keeps it. The learned parameters are the same.
 """
 
 from __future__ import annotations
@@ -38,7 +31,6 @@ import torch
 from torch import Tensor, nn
 
 TONES = 5  # Mandarin's four tones and the neutral tone (5), as tone-numbered pinyin writes them
-EVIDENCE = ("best_path", "soft")
 
 
 def unit_tone(unit: str) -> int:
@@ -61,23 +53,13 @@ class SyllableIndex:
         self.final = [final_id[u[:-1]] if t else -1 for u, t in zip(units, self.tone)]
         self.initial = [initial_id.get(u, 0) if not t else 0 for u, t in zip(units, self.tone)]
         self.num_finals, self.num_bases = len(finals), (len(initials) + 1) * len(finals)
-        # [finals, 5] the unit id of each final with each tone; the vocabulary size (the CTC blank) where the unit
-        # list has no such unit (not every final takes every tone): its posterior is the blank's, masked out.
-        self.tonal_units = torch.full((len(finals), TONES), self.vocab, dtype=torch.long)
-        for unit, (final, tone) in enumerate(zip(self.final, self.tone)):
-            if tone:
-                self.tonal_units[final, tone - 1] = unit
 
     def syllables(self, ids: Sequence[int]) -> list[tuple[int, int]]:
         """(base index, tone index 0-4) of every syllable of a unit-id sequence (blanks already dropped)."""
-        return [(base, tone) for base, tone, _ in self.syllables_at(ids)]
-
-    def syllables_at(self, ids: Sequence[int]) -> list[tuple[int, int, int]]:
-        """(base index, tone index 0-4, position of its final in ``ids``) of every syllable."""
         out, initial = [], 0
-        for position, unit in enumerate(ids):
+        for unit in ids:
             if self.tone[unit]:
-                out.append((initial * self.num_finals + self.final[unit], self.tone[unit] - 1, position))
+                out.append((initial * self.num_finals + self.final[unit], self.tone[unit] - 1))
                 initial = 0
             else:
                 initial = self.initial[unit]
@@ -104,21 +86,18 @@ def tone_prior(text_path: str | Path, index: SyllableIndex, units: Sequence[str]
 
 
 class ToneChannelRouter(nn.Module):
-    """``forward(best [B, T] CTC best-path ids, lengths [B], probs [B, T, units + 1] CTC posteriors) -> logits
-    [B, num_domains]`` (docstring above; ``probs`` is read with ``evidence: soft`` only).
+    """``forward(best [B, T] CTC best-path ids, lengths [B]) -> logits [B, num_domains]`` (docstring above).
 
     ``units``: the CTC unit list (blank is the id ``len(units)``). Learned: the channels (num_domains x 5 x 5)
     and Linear(len(units), num_domains) on the unit counts. The prior starts uniform until ``count_prior``.
     """
 
-    def __init__(self, units: Sequence[str], num_domains: int, dropout: float = 0.1, evidence: str = "best_path"):
+    def __init__(self, units: Sequence[str], num_domains: int, dropout: float = 0.1):
         super().__init__()
         self.index, self.unit_list = SyllableIndex(units), list(units)
         if num_domains < 2:
             raise ValueError(f"ToneChannelRouter needs num_domains >= 2, got {num_domains}")
-        if evidence not in EVIDENCE:
-            raise ValueError(f"global_router.tone_evidence must be one of {EVIDENCE}, got {evidence!r}")
-        self.num_domains, self.evidence = num_domains, evidence
+        self.num_domains = num_domains
         # A buffer, not a parameter: counted, not learned; saved with the router so decoding needs no text.
         self.register_buffer("prior", torch.full((self.index.num_bases, TONES), 1.0 / TONES))
         # Every domain starts as standard Mandarin (tones heard as spoken) and learns how it differs.
@@ -131,39 +110,18 @@ class ToneChannelRouter(nn.Module):
         self.prior.copy_(tone_prior(text_path, self.index, self.unit_list))
 
     @torch.no_grad()
-    def heard_counts(self, best: Tensor, lengths: Tensor, probs: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def heard_counts(self, best: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """([B, bases, 5] syllable counts, [B, units] unit counts) of the best paths (repeats merged, blanks
-        dropped). With ``probs`` (the CTC posteriors, [B, T, units + 1]) each syllable's count is spread over the
-        tones by its final's posterior mass (the class docstring's ``soft``)."""
+        dropped)."""
         blank = self.index.vocab
         syllable_counts = torch.zeros(best.size(0), self.index.num_bases, TONES, device=best.device)
         unit_counts = torch.zeros(best.size(0), blank, device=best.device)
-        tonal_units = self.index.tonal_units.to(best.device)
         for b, (row, n) in enumerate(zip(best.tolist(), lengths.tolist())):
-            starts = [i for i, u in enumerate(row[:n]) if u != blank and (i == 0 or u != row[i - 1])]
-            ids = [row[i] for i in starts]
+            ids = [u for i, u in enumerate(row[:n]) if u != blank and (i == 0 or u != row[i - 1])]
             for unit in ids:
                 unit_counts[b, unit] += 1
-            syllables = self.index.syllables_at(ids)
-            if not syllables:
-                continue
-            bases = torch.tensor([base for base, _, _ in syllables], device=best.device)
-            if probs is None:
-                tones = torch.tensor([tone for _, tone, _ in syllables], device=best.device)
-                syllable_counts[b].index_put_((bases, tones), torch.ones(len(syllables), device=best.device),
-                                              accumulate=True)
-                continue
-            # A final's frames: its run on the best path (CTC emits a unit in a run of frames, repeats merged).
-            ends = [i + 1 for i in range(n) if row[i] != blank and (i + 1 == n or row[i + 1] != row[i])]
-            frame = torch.arange(n, device=best.device)
-            first = torch.tensor([starts[p] for _, _, p in syllables], device=best.device)
-            last = torch.tensor([ends[p] for _, _, p in syllables], device=best.device)
-            in_run = ((frame[None, :] >= first[:, None]) & (frame[None, :] < last[:, None])).float()  # [S, n]
-            run = in_run @ probs[b, :n].float()  # [S, units + 1] each final's posterior mass over its frames
-            columns = tonal_units[[self.index.final[ids[p]] for _, _, p in syllables]]  # [S, 5]
-            tone_mass = run.gather(1, columns).masked_fill(columns == blank, 0.0)
-            spread = tone_mass / tone_mass.sum(1, keepdim=True).clamp_min(1e-12)
-            syllable_counts[b].index_add_(0, bases, spread)
+            for base, tone in self.index.syllables(ids):
+                syllable_counts[b, base, tone] += 1
         return syllable_counts, unit_counts
 
     def log_channel(self) -> Tensor:
@@ -171,8 +129,6 @@ class ToneChannelRouter(nn.Module):
         domain, so it cancels in the posterior)."""
         return torch.log(torch.einsum("kt,dth->dkh", self.prior, self.channel.softmax(-1)) + 1e-9)
 
-    def forward(self, best: Tensor, lengths: Tensor, probs: Tensor | None = None) -> Tensor:
-        if self.evidence == "soft" and probs is None:
-            raise ValueError("a tone router with evidence 'soft' reads the CTC posteriors: pass probs")
-        syllable_counts, unit_counts = self.heard_counts(best, lengths, probs if self.evidence == "soft" else None)
+    def forward(self, best: Tensor, lengths: Tensor) -> Tensor:
+        syllable_counts, unit_counts = self.heard_counts(best, lengths)
         return torch.einsum("bkh,dkh->bd", syllable_counts, self.log_channel()) + self.units(unit_counts)
