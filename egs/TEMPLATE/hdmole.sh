@@ -67,6 +67,7 @@ use_cmvn=true              # global CMVN from the source training set (false for
 decode_args=""             # extra arguments for every hdmole.bin.decode call, last (e.g. --device cuda --nj 1)
 eval_args=""               # extra arguments for hdmole.bin.eval_router and routing_stats (e.g. --device cuda --num-workers 4)
 pitch=false                # fbank only: append 3 pitch features (Kaldi's fbank+pitch, for tonal languages)
+pitch_norm_vars=false      # with --pitch: log F0 in units of the utterance's own log-F0 spread (hdmole.data.pitch)
 ctc_text=""                # CTC on units of this data-dir file (e.g. pinyin: tonal syllables), not on the LLM's tokens;
                            # stage 2 lists the units of the source training set in <data>/lang/<ctc_text>.units
 ngram_order=0              # >0: stage 2 builds a character n-gram LM (KenLM) of the LM text; stage 6 decodes with it
@@ -96,6 +97,7 @@ or correct $2 (docs/adding_a_corpus.md, 'Inputs of the shared stages')"
 }
 
 case "$feats_type" in fbank|raw) ;; *) die "--feats-type must be fbank or raw, not '$feats_type'" ;; esac
+$pitch_norm_vars && ! $pitch && die "--pitch-norm-vars true normalises the pitch features: it needs --pitch true"
 utils/check_counts.sh --seeds "$seeds" --jobs "$jobs" --nj "$nj" --decode-nj "$decode_nj" || exit 1
 accents=$data_dir/accents.txt
 cmvn=$dump_dir/cmvn.json
@@ -153,7 +155,7 @@ all_sets() { echo "$source_train $source_dev $target_train $target_dev $std_test
 stage_features() {
   for set in $(all_sets); do
     need "$data_dir/$set/wav.scp" 0
-    local pitch_arg=(); $pitch && pitch_arg=(--pitch)
+    local pitch_arg=(); $pitch && pitch_arg=(--pitch); $pitch_norm_vars && pitch_arg+=(--pitch-norm-vars)
     # raw: only utt2num_frames and frontend.json, in the data dir; the log goes to the exp dir, not dump/
     local feat_dir=$dump_dir/fbank/$set
     [ "$feats_type" = raw ] && feat_dir=$exp_dir/frontend/$set

@@ -265,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pitch", action="store_true",
                         help="append 3 pitch features (voicing, normalised log F0, its delta: hdmole.data.pitch), "
                              "Kaldi's fbank+pitch for tonal languages")
+    parser.add_argument("--pitch-norm-vars", action="store_true",
+                        help="with --pitch: log F0 and its delta divided by the utterance's log-F0 standard deviation "
+                             "(each voice's tone range made comparable; hdmole.data.pitch)")
     parser.add_argument("--feats-type", choices=("fbank", "raw"), default="fbank",
                         help="fbank: dump features into <feat_dir>; raw: keep wav.scp, write only utt2num_frames and "
                              "frontend.json into the data dir (the data loader computes the features; <feat_dir> "
@@ -287,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("command: %s -m hdmole.bin.compute_fbank %s", sys.executable, " ".join(sys.argv[1:]))
     try:
         config = FbankConfig(sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, dither=args.dither, pitch=args.pitch,
-                             feature_type=args.feature_type)
+                             pitch_norm_vars=args.pitch_norm_vars, feature_type=args.feature_type)
     except ValueError as error:
         parser.error(str(error))
     try:

@@ -32,12 +32,15 @@ class FbankConfig:
     snip_edges: bool = True
     feature_type: str = "fbank"  # fbank | whisper (see the module docstring)
     pitch: bool = False  # fbank only: append 3 pitch features (hdmole.data.pitch), Kaldi's fbank+pitch
+    pitch_norm_vars: bool = False  # with pitch: log F0 and its delta divided by the utterance's log-F0 spread
 
     def __post_init__(self) -> None:
         if self.feature_type not in FEATURE_TYPES:
             raise ValueError(f"feature_type must be one of {', '.join(FEATURE_TYPES)}, not {self.feature_type!r}")
         if self.pitch and self.feature_type != "fbank":
             raise ValueError("pitch features go with fbank features only (a pre-trained Whisper encoder takes its own log-mel)")
+        if self.pitch_norm_vars and not self.pitch:
+            raise ValueError("pitch_norm_vars normalises the pitch features: it needs pitch (--pitch) as well")
         if self.feature_type == "whisper":
             if self.sample_rate != 16000:
                 raise ValueError(f"whisper features need 16 kHz audio, not {self.sample_rate} Hz; resample (e.g. sox) first")
@@ -62,7 +65,12 @@ class FbankConfig:
         return options
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        options = asdict(self)
+        if not self.pitch_norm_vars:
+            # Left out when off, as it was before the option existed: features stamped by earlier versions
+            # (fbank_config.json, frontend.json) still match and are not extracted again.
+            del options["pitch_norm_vars"]
+        return options
 
 
 def compute_fbank(samples: np.ndarray, config: FbankConfig = FbankConfig()) -> np.ndarray:
@@ -88,5 +96,5 @@ def compute_fbank(samples: np.ndarray, config: FbankConfig = FbankConfig()) -> n
         from hdmole.data.pitch import pitch_features
 
         feats = np.concatenate([feats, pitch_features(samples, config.sample_rate, num_frames, config.frame_shift_ms,
-                                                      config.frame_length_ms)], axis=1)
+                                                      config.frame_length_ms, config.pitch_norm_vars)], axis=1)
     return feats
