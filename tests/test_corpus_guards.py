@@ -152,6 +152,15 @@ def test_a_missing_recipe_input_names_its_option_and_what_reads_it(tmp_path):
     assert "data/train_x/phones (--ctc-text phones) is missing: stage 2 lists the CTC units" in run.stderr, run.stderr
 
 
+def test_pitch_norm_vars_without_pitch_stops_before_any_stage(tmp_path):
+    """--pitch-norm-vars true normalises pitch features: without --pitch true there are none, and the option
+    would be dropped silently; the template stops at once, naming the fix."""
+    run = run_template(tmp_path, "--stage", "1", "--stop-stage", "1", "--pitch-norm-vars", "true")
+    assert run.returncode == 1
+    assert "--pitch-norm-vars true normalises the pitch features: it needs --pitch true" in run.stderr, run.stderr
+    assert not (tmp_path / "dump").exists()
+
+
 def test_no_shared_code_hard_codes_the_source_accent_name():
     """The source domain is line 1 of the recipe's accents.txt (docs/adding_a_corpus.md): the shared stages,
     the package and the recipes' run.sh never compare an accent with a name such as Mandarin. (A corpus reader

@@ -58,3 +58,68 @@ def test_fbank_with_pitch_appends_three_columns_to_the_same_frames():
     np.testing.assert_array_equal(both[:, :80], plain)
     with pytest.raises(ValueError, match="fbank features only"):
         FbankConfig(pitch=True, feature_type="whisper")
+
+
+def log_linear_tone(start_hz: float, end_hz: float) -> np.ndarray:
+    """One second whose log F0 moves linearly from ``start_hz`` to ``end_hz``."""
+    return harmonic_tone(start_hz * (end_hz / start_hz) ** np.linspace(0.0, 1.0, SR))
+
+
+def test_norm_vars_gives_a_narrow_and_a_wide_voice_the_same_contour():
+    """The same rise over a fifth and over an octave: apart without norm_vars, the same with it (z-scored log F0)."""
+    narrow, wide = log_linear_tone(150.0, 225.0), log_linear_tone(150.0, 300.0)
+    n = frames_of(narrow)
+    plain = [pitch_features(x, SR, n)[10:-10] for x in (narrow, wide)]
+    assert np.abs(plain[1][:, 1]).max() > 1.5 * np.abs(plain[0][:, 1]).max()  # the octave moves further
+    whole = [pitch_features(x, SR, n, norm_vars=True) for x in (narrow, wide)]
+    assert whole[0][:, 1].std() == pytest.approx(1.0, abs=0.05)  # log F0 in units of its own spread
+    normed = [w[10:-10] for w in whole]
+    np.testing.assert_allclose(normed[0][:, 1:], normed[1][:, 1:], atol=0.05)
+    # the delta is the delta of the normalised log F0 (divided by the same spread), so it too is the same
+    for w in whole:
+        np.testing.assert_allclose(w[10:-10, 2], np.gradient(w[:, 1])[10:-10], rtol=1e-3, atol=1e-6)
+    np.testing.assert_allclose(normed[0][:, 2], normed[1][:, 2], rtol=0.05)
+    np.testing.assert_array_equal(normed[0][:, 0], plain[0][:, 0])  # voicing untouched
+
+
+def test_norm_vars_leaves_a_level_tone_level():
+    """A monotone utterance's spread is ~0: the floor keeps its wobbles small instead of scaling them up to tones."""
+    level = harmonic_tone(np.full(SR, 150.0))
+    feats = pitch_features(level, SR, frames_of(level), norm_vars=True)
+    assert np.abs(feats[10:-10, 1]).max() < 0.5 and np.isfinite(feats).all()
+
+
+def test_fbank_config_pitch_norm_vars_needs_pitch_and_is_stamped_only_when_on():
+    with pytest.raises(ValueError, match="needs pitch"):
+        FbankConfig(pitch_norm_vars=True)
+    assert "pitch_norm_vars" not in FbankConfig(pitch=True).as_dict()  # the stamps of earlier features still match
+    assert FbankConfig(pitch=True, pitch_norm_vars=True).as_dict()["pitch_norm_vars"] is True
+    tone = log_linear_tone(150.0, 300.0)
+    plain, normed = compute_fbank(tone, FbankConfig(pitch=True)), compute_fbank(tone, FbankConfig(pitch=True, pitch_norm_vars=True))
+    np.testing.assert_array_equal(plain[:, :81], normed[:, :81])  # fbank and voicing: the same
+    assert not np.allclose(plain[:, 81:], normed[:, 81:])
+
+
+def test_compute_fbank_recomputes_when_pitch_norm_vars_is_toggled(tmp_path):
+    import json
+    import wave
+
+    import kaldiio
+
+    from hdmole.bin import compute_fbank as cli
+    from test_data_fixtures import UTTERANCES, make_data_dir
+
+    data, feat_dir = make_data_dir(tmp_path), tmp_path / "fbank"
+    for utt, *_, seconds in UTTERANCES:  # the fixture's sines are level: give every utterance a rising pitch
+        with wave.open(str(tmp_path / "wavs" / f"{utt}.wav"), "wb") as writer:
+            writer.setnchannels(1), writer.setsampwidth(2), writer.setframerate(SR)
+            glide = harmonic_tone(np.linspace(120.0, 240.0, int(seconds * SR)))
+            writer.writeframes((glide * 32767).astype("<i2").tobytes())
+    assert cli.main(["--pitch", str(data), str(feat_dir)]) == 0
+    plain = dict(kaldiio.load_scp(str(data / "feats.scp")))
+    assert cli.main(["--pitch", "--pitch-norm-vars", str(data), str(feat_dir)]) == 0
+    normed = dict(kaldiio.load_scp(str(data / "feats.scp")))
+    assert normed.keys() == plain.keys()
+    assert any(not np.allclose(plain[u][:, 81:], normed[u][:, 81:]) for u in plain)
+    assert all(np.array_equal(plain[u][:, :81], normed[u][:, :81]) for u in plain)
+    assert json.loads((feat_dir / "fbank_config.json").read_text())["pitch_norm_vars"] is True
