@@ -72,7 +72,8 @@ def test_norm_vars_gives_a_narrow_and_a_wide_voice_the_same_contour():
     plain = [pitch_features(x, SR, n)[10:-10] for x in (narrow, wide)]
     assert np.abs(plain[1][:, 1]).max() > 1.5 * np.abs(plain[0][:, 1]).max()  # the octave moves further
     whole = [pitch_features(x, SR, n, norm_vars=True) for x in (narrow, wide)]
-    assert whole[0][:, 1].std() == pytest.approx(1.0, abs=0.05)  # log F0 in units of its own spread
+    z = whole[0][:, 1]
+    assert 1.4826 * np.median(np.abs(z - np.median(z))) == pytest.approx(1.0, abs=0.05)  # in units of its spread
     normed = [w[10:-10] for w in whole]
     np.testing.assert_allclose(normed[0][:, 1:], normed[1][:, 1:], atol=0.05)
     # the delta is the delta of the normalised log F0 (divided by the same spread), so it too is the same
@@ -80,6 +81,29 @@ def test_norm_vars_gives_a_narrow_and_a_wide_voice_the_same_contour():
         np.testing.assert_allclose(w[10:-10, 2], np.gradient(w[:, 1])[10:-10], rtol=1e-3, atol=1e-6)
     np.testing.assert_allclose(normed[0][:, 2], normed[1][:, 2], rtol=0.05)
     np.testing.assert_array_equal(normed[0][:, 0], plain[0][:, 0])  # voicing untouched
+
+
+def test_the_robust_z_score_ignores_octave_jumps_and_clips_them():
+    """Pitch trackers halve or double F0 near their floor: jumped stretches must neither squash the contour (divided
+    by a standard deviation, its range would shrink to 0.49 of the clean one here) nor come out as the track's
+    largest values."""
+    from hdmole.data.pitch import robust_z_score
+
+    contour = np.log(120.0) + np.linspace(0.0, np.log(1.5), 200)  # a rise over a fifth, 2 s of voiced frames
+    jumped = contour.copy()
+    jumped[40:50] -= np.log(2.0)  # an octave down for 100 ms, twice
+    jumped[140:150] -= np.log(2.0)
+    clean, bumpy = robust_z_score(contour, contour), robust_z_score(jumped, jumped)
+    assert 1.4826 * np.median(np.abs(clean - np.median(clean))) == pytest.approx(1.0, abs=1e-6)
+    kept = np.ones(200, bool)
+    kept[40:50] = kept[140:150] = False
+    # the rest of the contour keeps its shape and most of its range (10% of the frames jumped shift the median and
+    # the median absolute deviation a little: 0.83 of the clean range)
+    assert np.ptp(bumpy[kept]) / np.ptp(clean[kept]) > 0.8
+    np.testing.assert_allclose(np.diff(bumpy[kept][:30]), np.diff(clean[kept][:30]) * np.ptp(bumpy[kept]) / np.ptp(clean[kept]), rtol=1e-6)
+    assert bumpy[~kept].max() < -3.0 and bumpy.min() == -4.0  # the jumps stay far off the contour, clipped at -4
+    level = robust_z_score(np.full(50, np.log(150.0)) + 1e-4 * np.sin(np.arange(50.0)), np.full(50, np.log(150.0)))
+    assert np.abs(level).max() < 0.01  # a monotone: the spread's floor keeps the wobble small
 
 
 def test_norm_vars_leaves_a_level_tone_level():
