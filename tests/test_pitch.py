@@ -100,7 +100,8 @@ def test_the_robust_z_score_ignores_octave_jumps_and_clips_them():
     # the rest of the contour keeps its shape and most of its range (10% of the frames jumped shift the median and
     # the median absolute deviation a little: 0.83 of the clean range)
     assert np.ptp(bumpy[kept]) / np.ptp(clean[kept]) > 0.8
-    np.testing.assert_allclose(np.diff(bumpy[kept][:30]), np.diff(clean[kept][:30]) * np.ptp(bumpy[kept]) / np.ptp(clean[kept]), rtol=1e-6)
+    ratio = np.ptp(bumpy[kept]) / np.ptp(clean[kept])
+    np.testing.assert_allclose(np.diff(bumpy[kept][:30]), np.diff(clean[kept][:30]) * ratio, rtol=1e-6)
     assert bumpy[~kept].max() < -3.0 and bumpy.min() == -4.0  # the jumps stay far off the contour, clipped at -4
     level = robust_z_score(np.full(50, np.log(150.0)) + 1e-4 * np.sin(np.arange(50.0)), np.full(50, np.log(150.0)))
     assert np.abs(level).max() < 0.01  # a monotone: the spread's floor keeps the wobble small
@@ -119,7 +120,8 @@ def test_fbank_config_pitch_norm_vars_needs_pitch_and_is_stamped_only_when_on():
     assert "pitch_norm_vars" not in FbankConfig(pitch=True).as_dict()  # the stamps of earlier features still match
     assert FbankConfig(pitch=True, pitch_norm_vars=True).as_dict()["pitch_norm_vars"] is True
     tone = log_linear_tone(150.0, 300.0)
-    plain, normed = compute_fbank(tone, FbankConfig(pitch=True)), compute_fbank(tone, FbankConfig(pitch=True, pitch_norm_vars=True))
+    plain = compute_fbank(tone, FbankConfig(pitch=True))
+    normed = compute_fbank(tone, FbankConfig(pitch=True, pitch_norm_vars=True))
     np.testing.assert_array_equal(plain[:, :81], normed[:, :81])  # fbank and voicing: the same
     assert not np.allclose(plain[:, 81:], normed[:, 81:])
 

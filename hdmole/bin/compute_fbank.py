@@ -266,8 +266,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="append 3 pitch features (voicing, normalised log F0, its delta: hdmole.data.pitch), "
                              "Kaldi's fbank+pitch for tonal languages")
     parser.add_argument("--pitch-norm-vars", action="store_true",
-                        help="with --pitch: log F0 and its delta in units of the utterance's own log-F0 spread (median absolute deviation) "
-                             "(each voice's tone range made comparable; hdmole.data.pitch)")
+                        help="with --pitch: log F0 and its delta in units of the utterance's own log-F0 spread "
+                             "(median absolute deviation): each voice's tone range made comparable (hdmole.data.pitch)")
     parser.add_argument("--feats-type", choices=("fbank", "raw"), default="fbank",
                         help="fbank: dump features into <feat_dir>; raw: keep wav.scp, write only utt2num_frames and "
                              "frontend.json into the data dir (the data loader computes the features; <feat_dir> "
