@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from router_probe import TEST_SETS, logistic, read_table, scores  # noqa: E402  (the probes' fit and scores)
+from router_probe import TEST_SETS, logistic, read_table, read_units, scores, stage4_model  # noqa: E402  (shared)
 
 TONES = 5
 CONTOUR = 3  # height, slope, rise
@@ -69,20 +69,14 @@ def utterance_evidence(best: list[int], tones: list[int], blank: int, pitch: np.
 def dump(exp: Path, data: Path, sets: list[str], out: Path) -> None:
     from tqdm import tqdm
 
-    from hdmole.data import AccentList, build_dataloader
-    from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
+    from hdmole.data import build_dataloader
     from hdmole.models.tone_channel import unit_tone
 
     todo = [s for s in sets if not (out / f"{s}.pt").exists()]
     if not todo:
         return
-    accents = AccentList.load(data / "accents.txt")
-    config = exp / "router/config.yaml"
-    model = load_model_for_inference(config, [exp / "base/best.pt", exp / "router/best.pt"],
-                                     num_accents=len(accents), encoder_side=True)
-    cmvn = read_inference_config(config)[2]
-    units = [line.split()[0] for line in (data / "lang/phones.units").read_text(encoding="utf-8").splitlines() if line]
-    tones = [unit_tone(u) for u in units]
+    model, cmvn, accents = stage4_model(exp, data)
+    tones = [unit_tone(u) for u in read_units(data)]
     pitch_dims = slice(-3, None)  # fbank + pitch: the last 3 columns
     out.mkdir(parents=True, exist_ok=True)
     for name in todo:

@@ -36,20 +36,28 @@ TEST_SETS = ("test_std", "test_Southwestern", "test_JiangHuai", "test_JiaoLiao",
 _HASH = 2654435761  # as hdmole/models/heard_units.py hashes bigrams
 
 
-def dump_heard(exp: Path, data: Path, sets: list[str], out: Path) -> None:
-    from tqdm import tqdm
-
-    from hdmole.data import AccentList, build_dataloader
+def stage4_model(exp: Path, data: Path):
+    """(model, cmvn, accents): the stage-3 base with the stage-4 router, loaded as stage 4 leaves them (the encoder
+    side only: encoder, CTC head, router)."""
+    from hdmole.data import AccentList
     from hdmole.models.checkpoint import load_model_for_inference, read_inference_config
 
-    todo = [s for s in sets if not (out / f"{s}.heard").exists()]
-    if not todo:
-        return
     accents = AccentList.load(data / "accents.txt")
     config = exp / "router/config.yaml"
     model = load_model_for_inference(config, [exp / "base/best.pt", exp / "router/best.pt"],
                                      num_accents=len(accents), encoder_side=True)
-    cmvn = read_inference_config(config)[2]
+    return model, read_inference_config(config)[2], accents
+
+
+def dump_heard(exp: Path, data: Path, sets: list[str], out: Path) -> None:
+    from tqdm import tqdm
+
+    from hdmole.data import build_dataloader
+
+    todo = [s for s in sets if not (out / f"{s}.heard").exists()]
+    if not todo:
+        return
+    model, cmvn, accents = stage4_model(exp, data)
     units = read_units(data)
     out.mkdir(parents=True, exist_ok=True)
     for name in todo:
