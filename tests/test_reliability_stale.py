@@ -69,6 +69,37 @@ def test_train_refuses_an_exp_dir_whose_training_data_changed(setup, capsys):
     assert train.main(args) == 2
 
 
+def test_new_features_leave_the_text_only_lm_stage_valid_but_not_the_base(setup, capsys):
+    """The LM stage trains on text: a CMVN remade for new features (run.sh --pitch-norm-vars) must not make
+    stage 2 refuse its exp dir, while the base stage, which reads the features, still must. Also an LM exp dir
+    whose record was written when the CMVN was still recorded."""
+    import json
+
+    root = setup["root"]
+    cmvn = root / "lm_cmvn" / "cmvn.json"
+    assert compute_cmvn.main([str(setup["data"]), str(cmvn)]) == 0
+    text = root / "lm_text.txt"
+    text.write_text("".join(line.split(maxsplit=1)[1] + "\n" for line in
+                            (setup["data"] / "text").read_text(encoding="utf-8").splitlines()), encoding="utf-8")
+    lm = train_config(root / "conf" / "lm_cmvn.yaml", "lm", setup,
+                      data={"train": str(text), "dev": str(text), "cmvn": str(cmvn), "max_frames": 400})
+    base = train_config(root / "conf" / "base_cmvn.yaml", "base", setup)
+    base_args = ["--config", str(base), "--exp-dir", str(root / "exp" / "base_cmvn"), "--override",
+                 f"data.cmvn={cmvn}"]
+    lm_exp = root / "exp" / "lm_cmvn"
+    lm_args = ["--config", str(lm), "--exp-dir", str(lm_exp)]
+    assert train.main(lm_args) == 0 and train.main(base_args) == 0
+    assert "data.cmvn" not in json.loads((lm_exp / "train_inputs.json").read_text())
+    cmvn.write_text(cmvn.read_text().replace('"count"', '"count" ', 1))  # another CMVN at the same path
+    capsys.readouterr()
+    assert train.main(lm_args) == 0 and "already trained" in capsys.readouterr().out
+    assert train.main(base_args) == 2 and "data.cmvn changed" in capsys.readouterr().err
+    record = json.loads((lm_exp / "train_inputs.json").read_text())
+    record["data.cmvn"] = "an older CMVN"  # as the LM stage recorded it before
+    (lm_exp / "train_inputs.json").write_text(json.dumps(record))
+    assert train.main(lm_args) == 0 and "already trained" in capsys.readouterr().out
+
+
 # ---------------------------------------------------------------- CMVN
 def test_cmvn_is_recomputed_when_the_training_features_change(setup, capsys):
     root = setup["root"]

@@ -76,6 +76,11 @@ def trained_with_other_config(exp_dir: Path, resolved: dict) -> str | None:
 INPUTS_RECORD = "train_inputs.json"
 
 
+# Files a mode is given but does not read: the LM stage trains on text, so new features and their CMVN (e.g. after
+# run.sh --pitch-norm-vars) leave its exp dir valid. Left out of the record and of the comparison with old records.
+UNREAD_INPUTS = {"lm": ("data.cmvn",)}
+
+
 def training_inputs(config) -> dict:
     """The versions of the files a training reads, by content (hdmole.files): init checkpoints, the data
     (a data dir's text, utt2accent, features, CTC units file; an LM text), tokenizer, CMVN, accent list."""
@@ -91,18 +96,20 @@ def training_inputs(config) -> dict:
                 "data.lm_prefix.lexicon": lexicon}
     return {"init": [file_version(p) for p in config.init], "data.train": data_version(data.train, extra),
             **{key: (data_version(path, extra) if key == "data.dev" else file_version(path))
-               for key, path in optional.items() if path}}
+               for key, path in optional.items() if path and key not in UNREAD_INPUTS.get(config.mode, ())}}
 
 
-def trained_from_other_inputs(exp_dir: Path, inputs: dict) -> str | None:
+def trained_from_other_inputs(exp_dir: Path, inputs: dict, unread: tuple[str, ...] = ()) -> str | None:
     """What changed, by content, among the files the checkpoints (or summary) in ``exp_dir`` were made
     from (its train_inputs.json); None if nothing was made yet, nothing changed, or there is no record
-    (an exp dir from before the record: it is recorded from now on)."""
+    (an exp dir from before the record: it is recorded from now on). Keys in ``unread`` (UNREAD_INPUTS) are not
+    compared: a record written before they were left out still holds them."""
     from hdmole.files import changed_inputs, read_inputs_record
 
     old = read_inputs_record(exp_dir / INPUTS_RECORD)
     if old is None or not has_results(exp_dir):
         return None
+    old = {key: version for key, version in old.items() if key not in unread}
     changed = changed_inputs(old, inputs)
     if not changed:
         return None
@@ -147,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if changed:
             raise ConfigError(changed)
         inputs = training_inputs(config)
-        changed = trained_from_other_inputs(exp_dir, inputs)
+        changed = trained_from_other_inputs(exp_dir, inputs, UNREAD_INPUTS.get(config.mode, ()))
         if changed:
             raise ConfigError(changed)
     except (ConfigError, OSError) as e:
