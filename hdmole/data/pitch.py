@@ -17,11 +17,11 @@ normalisation of tone research (Rose 1987, "Considerations in the normalisation 
 linguistic tone"), the pitch features' ``--norm-vars`` as Kaldi's apply-cmvn has one. Voices differ in how far their
 tones move, not only in their register: in mini_accent the log-F0 spread of an utterance differs more than 4x
 between espeak-ng voices, and the test voice whose accent the base model loses (Alex at -p 70) has one of the
-narrowest. Robust statistics,
-because the tracker's octave jumps near the pitch floor inflate a standard deviation up to 10x in low voices (the
-recipe README, "Pitch range normalised per utterance"): the centre is the median of the voiced frames' log F0, the
-spread 1.4826 x their median absolute deviation (the standard deviation for a normal distribution), and values
-beyond +-4 spreads (octave jumps) are clipped. Only the utterance itself is used: no speaker label needed.
+narrowest. The statistics are robust because the tracker's octave jumps near the pitch floor inflate a standard
+deviation up to 10x in low voices (the recipe README, "Pitch range normalised per utterance"): the centre is the
+median of the voiced frames' log F0, the spread 1.4826 x their median absolute deviation (the standard deviation
+for a normal distribution), and values beyond +-4 spreads (octave jumps) are clipped. Only the utterance itself is
+used: no speaker label needed.
 
 Frame ``k`` is the fbank frame ``k`` (centre ``(k * shift + length / 2)`` with Kaldi's ``snip_edges``);
 the track is sampled there.

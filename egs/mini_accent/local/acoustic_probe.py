@@ -52,6 +52,7 @@ def utterance_evidence(best: list[int], tones: list[int], blank: int, pitch: np.
     frame) and ``tones`` (1-5 for a tonal final's id, 0 otherwise)."""
     contour, count = np.zeros((TONES, CONTOUR)), np.zeros(TONES)
     per_tone = np.zeros((TONES, encoded.shape[1]))
+    # The best path walked here, not through ToneChannelRouter.heard_counts: the probe needs each final's frame.
     for f, unit in enumerate(best):
         if unit == blank or (f > 0 and best[f - 1] == unit) or not tones[unit]:
             continue
@@ -70,6 +71,7 @@ def dump(exp: Path, data: Path, sets: list[str], out: Path) -> None:
     from tqdm import tqdm
 
     from hdmole.data import build_dataloader
+    from hdmole.data.pitch import PITCH_DIM
     from hdmole.models.tone_channel import unit_tone
 
     todo = [s for s in sets if not (out / f"{s}.pt").exists()]
@@ -77,7 +79,7 @@ def dump(exp: Path, data: Path, sets: list[str], out: Path) -> None:
         return
     model, cmvn, accents = stage4_model(exp, data)
     tones = [unit_tone(u) for u in read_units(data)]
-    pitch_dims = slice(-3, None)  # fbank + pitch: the last 3 columns
+    pitch_dims = slice(-PITCH_DIM, None)  # fbank + pitch: the pitch features are the last columns
     out.mkdir(parents=True, exist_ok=True)
     for name in todo:
         loader = build_dataloader(str(data / name), accents, max_frames=20000, shuffle=False, seed=0, cmvn=cmvn)
