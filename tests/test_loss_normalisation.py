@@ -9,7 +9,7 @@ import torch
 from models_fixtures import ToyTokenizer, tiny_conf, toy_batch
 
 from hdmole.models.build import build_model
-from hdmole.train.lm_data import TextLines, lm_forward, lm_loss_counts
+from hdmole.train.lm_data import LossPositionsLM, TextLines, lm_forward, lm_loss_counts
 
 torch.set_num_threads(1)
 TOK = ToyTokenizer()
@@ -122,5 +122,41 @@ def test_lm_objectives_add_up_to_the_concatenated_batch_loss(tmp_path):
     parts = [lines.collate([lines[0]]), lines.collate([lines[1], lines[2]])]
     counts = [lm_loss_counts(p) for p in parts]
     assert counts == [{"tokens": 4}, {"tokens": 2 + 8}]  # text + eos
-    total = sum(lm_forward(llm, p, summed(counts))["objective"] for p in parts)
-    torch.testing.assert_close(total, lm_forward(llm, full)["loss"], rtol=1e-5, atol=1e-6)
+    net = LossPositionsLM(llm)
+    total = sum(lm_forward(net, p, summed(counts))["objective"] for p in parts)
+    torch.testing.assert_close(total, lm_forward(net, full)["loss"], rtol=1e-5, atol=1e-6)
+
+
+def test_lm_head_on_the_loss_positions_only_gives_the_full_heads_loss_accuracy_and_gradients(tmp_path):
+    """The lm mode's LM head runs only where a loss is (not on a listening example's prefix): the loss, the
+    accuracy and every gradient must be those of transformers' own causal-LM loss over all positions."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from hdmole.train.lm_data import NoisyPrefix
+    from hdmole.train.config import LMPrefixConfig
+
+    text = tmp_path / "lm.txt"
+    text.write_text("中国人过\n钟终国果过人中\n国人\n", encoding="utf-8")
+    lines = TextLines(text, CharTokenizer(), prefix=NoisyPrefix(LMPrefixConfig(homophone_prob=0.0)),
+                      deterministic=True)
+    batch = lines.collate([lines[i] for i in range(3)])
+    prefix = (batch["labels"] == -100) & (batch["attention_mask"] == 1)
+    assert prefix.sum() > 0  # the prefix tokens are input only
+    torch.manual_seed(0)
+    llm = Qwen2ForCausalLM(Qwen2Config(vocab_size=16, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, num_key_value_heads=1)).eval()
+    reference = llm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"],
+                    use_cache=False)
+    reference.loss.backward()
+    expected_grads = {name: p.grad.clone() for name, p in llm.named_parameters()}
+    llm.zero_grad()
+    gold = batch["labels"][:, 1:]
+    expected_acc = (reference.logits[:, :-1].argmax(-1)[gold != -100] == gold[gold != -100]).float().mean()
+
+    out = lm_forward(LossPositionsLM(llm), batch)
+    out["loss"].backward()
+    torch.testing.assert_close(out["loss"], reference.loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(out["acc"], expected_acc)
+    assert out["num_tokens"] == int((gold != -100).sum())
+    for name, p in llm.named_parameters():
+        torch.testing.assert_close(p.grad, expected_grads[name], rtol=1e-4, atol=1e-6, msg=name)

@@ -44,7 +44,7 @@ from hdmole.text.tokenizer import build_tokenizer
 from hdmole.train.checkpoint import RESUME_FIX, atomic_save, inference_part, latest_checkpoint, save_checkpoint
 from hdmole.train.config import ConfigError, TrainConfig, accum_grad_for
 from hdmole.train.data import build_loaders, fill_encoder_cache, pooled_route_logits
-from hdmole.train.lm_data import lm_forward, lm_loss_counts
+from hdmole.train.lm_data import LossPositionsLM, lm_forward, lm_loss_counts
 from hdmole.train.setup import load_init, prepare_model, saved_state
 
 log = logging.getLogger("hdmole.train")
@@ -107,8 +107,8 @@ class Trainer:
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         if not self.params:
             raise ConfigError("nothing to train: every parameter is frozen (check 'trainable' / 'adapter')")
-        # The lm mode trains the LLM on its own, so that is what DDP wraps there.
-        self.net = self.model.llm if config.mode == "lm" else self.model
+        # The lm mode trains the LLM on its own (its head on the loss positions), so that is what DDP wraps there.
+        self.net = LossPositionsLM(self.model.llm) if config.mode == "lm" else self.model
         self.ddp = (nn.parallel.DistributedDataParallel(self.net, device_ids=[self.device.index] if self.device.type == "cuda" else None)
                     if self.world > 1 else None)
         opt = config.optim
