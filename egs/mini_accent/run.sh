@@ -19,7 +19,7 @@ beam=4            # decoding beam: 4 measured 6.6 CER points better than greedy 
 ngram_order=4     # character 4-gram of the LM text (KenLM), shallow-fused into every system's beam search
 ngram_weight=0.3  # fusion weight, chosen on dev_std (README.md, "Development measurements")
 seeds=1           # stage 5: every system trained with seeds 1..N (mean and spread in RESULTS.md)
-pitch_norm_vars=false  # log F0 in units of each utterance's own spread (README.md, "Pitch range normalised per utterance")
+pitch_norm_vars=true   # log F0 in units of each utterance's own robust spread: adopted on dev (README.md, "Pitch range normalised per utterance")
 source_gates="0 1.5 hard"  # stage 5: HDMoLE's source gate, chosen on dev_accent from this grid ("" = no gate)
 jobs=2            # stages 5-6: two systems side by side, one thread each (small models use a 2nd thread poorly)
 decode_nj=1       # decoding jobs through cmd.sh's decode_cmd, each on 1/N of every test set
