@@ -118,9 +118,17 @@ def test_every_stage_writes_its_outputs(recipe):
     assert (exp / "hdmole" / "best.pt").read_bytes() == (exp / "gate" / f"g{chosen}" / "best.pt").read_bytes()
     assert (exp / "gate" / f"g{chosen}" / "decode_test_std" / "text").is_file()
     assert not list((exp / "gate").glob("g*/decode_llm_*")) and (exp / "hdmole" / "decode_llm_test_std").is_dir()
-    # the adaptations encode train_accent once per side-by-side pair, then load it (data.encoder_cache_dir)
-    assert len(list((exp / "encoder_cache").glob("*.pt"))) == 1
+    # the adaptations encode train_accent once per side-by-side pair, then load it (data.encoder_cache_dir);
+    # stages 6-7 encode each test set (and test_all, for the routing statistics) once: the decoding caches carry
+    # their encoding time beside them (<digest>.json), the training's does not
+    caches = sorted((exp / "encoder_cache").glob("*.pt"))
+    assert len([c for c in caches if not c.with_suffix(".json").is_file()]) == 1
+    assert len([c for c in caches if c.with_suffix(".json").is_file()]) == len(test_sets) + 1
     assert "encoder cache: loaded" in (exp / "lora" / "train.log").read_text()
+    modes = [dict(line.split() for line in (exp / system / f"decode_{name}" / "rtf").read_text().splitlines())
+             ["encoder_cache"] for system in ["base", *SYSTEMS] for name in test_sets]
+    assert set(modes) <= {"filled", "loaded"} and modes.count("filled") <= 2 * len(test_sets)  # 2 jobs at once
+    assert modes.count("loaded") >= len(test_sets)
     # stage 6: one process per model and job runs its decodings (beam with the n-gram, then the LLM alone)
     log = (exp / "hdmole" / "log" / "decode.1.log").read_text()
     assert "decode_test_std" in log and "decode_llm_test_std" in log and "--then" in log

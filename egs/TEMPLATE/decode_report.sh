@@ -54,8 +54,11 @@ decode_jobs() {  # decode_jobs <dir> "<prefix> <decode options>"...: $decode_nj 
     $first || cmd+=(--then)
     first=false
     # shellcheck disable=SC2046
+    # --encoder-cache-dir: every model adapted from the base shares its frozen encoder, so each test set is encoded
+    # once (by the first model decoded) and loaded by the others; the hypotheses are the same bit for bit.
     cmd+=(--config "$exp_dir/$dir/config.yaml" --checkpoint "$exp_dir/base/best.pt" --accents "$accents"
-      --batch-frames "$decode_batch_frames" "${threads[@]}" $(adapter_args "$dir"))
+      --batch-frames "$decode_batch_frames" "${threads[@]}" --encoder-cache-dir "$exp_dir/encoder_cache"
+      $(adapter_args "$dir"))
     for set in $std_test $accent_tests $eval_sets; do
       if [ "$n" -gt 1 ]; then
         utils/split_data.sh "${split[@]}" "$data_dir/$set" "$n"
@@ -126,7 +129,7 @@ report_one() {  # report_one <system>: scores every decoding of its seeds; routi
     python -m hdmole.bin.routing_stats --if-routed \
       --config "$exp_dir/$system/config.yaml" --checkpoint "$exp_dir/base/best.pt" \
       --checkpoint "$exp_dir/$system/best.pt" --data "$all_test" --accents "$accents" \
-      --out "$exp_dir/$system/routing_test_all.json" $eval_args
+      --encoder-cache-dir "$exp_dir/encoder_cache" --out "$exp_dir/$system/routing_test_all.json" $eval_args
   fi
   # The threshold's operating curve on the dev set (first seed); --if-thresholded: others are skipped.
   if [ ! -f "$exp_dir/$system/threshold_curve.json" ]; then

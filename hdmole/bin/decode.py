@@ -74,6 +74,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                         "utterances, the online case (default: the model's pool_first_k; 0 = all)")
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
+    p.add_argument("--encoder-cache-dir", default=None,
+                   help="keep the encoder's outputs of each data set here and reuse them: models that share a frozen "
+                        "encoder (every system adapted from one base) encode a test set once (hdmole.train.encoder_cache)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data loader worker processes per job (raw audio: the features are computed there)")
     p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")
@@ -141,14 +144,25 @@ def decode_shard(job: dict) -> dict:
     hyps, refs, frames = {}, {}, 0
     start = time.perf_counter()
     precision = inference_autocast_dtype(args.config)  # the training's autocast (hdmole.models.precision)
+    cache, cached_seconds = None, None
+    if args.encoder_cache_dir:  # the whole set's outputs: every job of an nj > 1 decoding reads the one file
+        from hdmole.train.encoder_cache import data_set_encoder_cache
+
+        with autocast(args.device, precision):
+            cache, cached_seconds = data_set_encoder_cache(
+                model, loader, data=job["data"], cmvn=job["cmvn"], max_frames=args.batch_frames, device=args.device,
+                precision=precision, cache_dir=args.encoder_cache_dir, show_progress=job["job_id"] == 0)
+    attach = (lambda b: cache.attach(b, args.device)) if cache is not None else None
     pooled = None
     if getattr(model, "route_pooling", "utterance") == "speaker":  # the speaker's evidence, from the whole set
         from hdmole.models.speaker_routing import attach_route_logits, speaker_route_logits
 
         first_k = model.route_pool_first_k if args.speaker_first_k is None else args.speaker_first_k
         with autocast(args.device, precision):
-            pooled = speaker_route_logits(model, loader, args.device, first_k)
+            pooled = speaker_route_logits(model, loader, args.device, first_k, attach=attach)
     for batch in tqdm(shard, desc=f"decode job {job['job_id'] + 1}/{job['nj']}", position=job["job_id"]):
+        if attach is not None:
+            batch = attach(batch)
         if pooled is not None:
             batch = attach_route_logits(batch, pooled)
         with autocast(args.device, precision):
@@ -158,14 +172,19 @@ def decode_shard(job: dict) -> dict:
             # One line per utterance in a Kaldi text file: no newlines, no leading/doubled spaces.
             hyps[utt], refs[utt] = " ".join(hyp.split()), ref
         frames += int(batch["feat_lens"].sum())
-    return {"hyps": hyps, "refs": refs, "frames": frames, "seconds": time.perf_counter() - start}
+    seconds = time.perf_counter() - start
+    if cached_seconds is not None:  # loaded: the encoding's time when the cache was made, this job's share of it
+        seconds += cached_seconds * len(batches) / max(len(loader.batch_sampler.batches), 1)
+    return {"hyps": hyps, "refs": refs, "frames": frames, "seconds": seconds,
+            "encoder_cache": "none" if cache is None else ("filled" if cached_seconds is None else "loaded")}
 
 
 # ------------------------------------------------------------------ what produced an output
 RECORD = "decode_inputs.json"
 # Options that change only the speed, not the hypotheses. Every other option, including any added later,
 # is part of the record (a new option is taken to change results until it is listed here).
-SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out", "num_workers"}
+SPEED_ONLY = {"nj", "threads", "batch_frames", "device", "force", "verbose", "data", "out", "num_workers",
+              "encoder_cache_dir"}
 # Options naming files: recorded by their content (or version), not by their name.
 FILE_OPTIONS = {"config", "checkpoint", "adapter", "accents", "tokenizer", "cmvn", "ngram"}
 # Files are recorded by content, or by path, size and mtime above hdmole.files.HASH_LIMIT (256 MB).
@@ -314,6 +333,8 @@ def decode_set(args, data: Path, out: Path, argv) -> None:
         "utterances": len(hyps), "beam": args.beam, "nj": args.nj, "threads_per_job": threads,
         "ngram": args.ngram or "none", "ngram_weight": args.ngram_weight if args.ngram else 0.0,
         "device": args.device,
+        # "loaded": the encoder's outputs came from --encoder-cache-dir, its time counted as when they were made
+        "encoder_cache": ",".join(sorted({r["encoder_cache"] for r in results})),
     }
     atomic_write_text(out / "rtf", "".join(f"{k} {v:.4f}\n" if isinstance(v, float) else f"{k} {v}\n"
                                        for k, v in stats.items()))

@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-frames", type=int, default=20000)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="cpu | cuda | cuda:N")
     parser.add_argument("--num-workers", type=int, default=0, help="data loader worker processes")
+    parser.add_argument("--encoder-cache-dir", default=None,
+                        help="reuse (or keep) the encoder's outputs of --data here: the systems adapted from one base "
+                             "share its frozen encoder (hdmole.train.encoder_cache)")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--if-routed", action="store_true",
                         help="when the last checkpoint has no mixture of experts, say so and exit 0 (default: exit 1)")
@@ -95,17 +98,30 @@ def run(args) -> int:
         return 1
     loader = build_dataloader(args.data, accents, max_frames=args.max_frames, shuffle=False, seed=0, cmvn=cmvn,
                               num_workers=args.num_workers)
+    attach = None
+    if args.encoder_cache_dir:
+        from hdmole.train.encoder_cache import data_set_encoder_cache
+
+        with autocast(args.device, precision):
+            cache, _ = data_set_encoder_cache(model, loader, data=args.data, cmvn=cmvn, max_frames=args.max_frames,
+                                              device=args.device, precision=precision,
+                                              cache_dir=args.encoder_cache_dir)
+        attach = lambda batch: cache.attach(batch, args.device)  # noqa: E731
     pooled = None
     if getattr(model, "route_pooling", "utterance") == "speaker":
         from hdmole.models.speaker_routing import speaker_route_logits
 
         with autocast(args.device, precision):
-            pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k)
+            pooled = speaker_route_logits(model, loader, args.device, model.route_pool_first_k, attach=attach)
     with torch.no_grad(), recorder:
         for batch in tqdm(loader, desc="routing stats"):
             recorder.set_domain_labels([accents.names[int(a)] for a in batch["accents"]])
             with autocast(args.device, precision):
-                enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
+                if attach is not None:
+                    batch = attach(batch)
+                    enc_out, enc_lens = batch["enc_out"], batch["enc_lens"]
+                else:
+                    enc_out, enc_lens = model.encode(batch["feats"].to(args.device), batch["feat_lens"].to(args.device))
                 route_logits = None if pooled is None else torch.stack([pooled[u] for u in batch["utt_ids"]])
                 probs = model.routing_posterior(enc_out, enc_lens, batch.get("accents"), route_logits)
                 with model.routing(probs):

@@ -18,11 +18,13 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import time
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
+from hdmole.files import atomic_write_text
 from hdmole.train.checkpoint import atomic_save
 
 log = logging.getLogger(__name__)
@@ -80,3 +82,48 @@ def cache_digest(encoder: torch.nn.Module, inputs: dict) -> str:
     runtime = {"torch": torch.__version__, "threads": torch.get_num_threads()}
     h.update(json.dumps({**inputs, **runtime}, sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]
+
+
+def shared_encoder_cache(model, loader, device, cache_dir, inputs: dict, desc: str,
+                         show_progress: bool = True) -> tuple[EncoderCache, float | None]:
+    """The encoder outputs of every utterance of ``loader`` (read whole, in order), loaded from ``cache_dir`` when
+    an earlier call with the same encoder, ``inputs`` and runtime saved them, otherwise encoded and saved there.
+
+    Decoding uses it: every system adapted from one base shares its frozen encoder, so stage 6 encodes each test
+    set once instead of once per model and pass. Returns the cache and, when it was loaded, the seconds its
+    encoding took when it was made (None when encoded here): a decoder's real-time factor stays the cost of
+    decoding from features. The seconds are written beside the tensors (``<digest>.json``) before them, so a
+    complete ``<digest>.pt`` always has them."""
+    cache = EncoderCache()
+    path = Path(cache_dir) / f"{cache_digest(model.encoder, inputs)}.pt"
+    seconds_file = path.with_suffix(".json")
+    if path.is_file():
+        cache.load(path)
+        try:
+            return cache, float(json.loads(seconds_file.read_text(encoding="utf-8"))["encoder_seconds"])
+        except (OSError, ValueError, KeyError):
+            log.warning("%s: no record of the encoding time; the real-time factor leaves the encoder out", seconds_file)
+            return cache, 0.0
+    start = time.perf_counter()
+    cache.fill(model, loader, device, desc, show_progress=show_progress)
+    seconds = time.perf_counter() - start
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(seconds_file, json.dumps({"encoder_seconds": seconds, "utterances": len(cache.outputs)}) + "\n")
+    cache.save(path)
+    return cache, None
+
+
+def data_set_encoder_cache(model, loader, *, data, cmvn, max_frames: int, device, precision, cache_dir,
+                           show_progress: bool = True) -> tuple[EncoderCache, float | None]:
+    """shared_encoder_cache for a whole data set read by an inference tool (decode, routing_stats), keyed by the
+    encoder's weights and everything else that decides its outputs: the features (or a raw set's front end), the
+    CMVN, the batching (it changes the last bits), the device, the autocast dtype, the torch version and threads.
+    Called inside the tool's autocast, as its own encoding would be."""
+    from hdmole.files import data_version, file_version
+
+    data = Path(data)
+    frontend = data / "frontend.json"
+    inputs = {"set": data_version(data), "cmvn": file_version(cmvn) if cmvn else None,
+              "frontend": file_version(frontend) if frontend.is_file() else None,
+              "max_frames": max_frames, "device": str(device).split(":")[0], "autocast": str(precision)}
+    return shared_encoder_cache(model, loader, device, cache_dir, inputs, data.name, show_progress=show_progress)
