@@ -165,8 +165,9 @@ class Trainer:
         return autocast(self.device, self.config.dtype)  # the same in every inference tool
 
     def forward(self, net: nn.Module, batch: dict, normalisers: dict | None = None) -> dict:
-        """One batch through ``net``: the model (or the bare LLM in lm mode), DDP-wrapped when training;
-        ``normalisers``: the step's loss counts (see ``step_normalisers``)."""
+        """One batch through ``net``: the model (in lm mode the LLM alone, its head on the loss positions:
+        LossPositionsLM), DDP-wrapped when training; ``normalisers``: the step's loss counts (see
+        ``step_normalisers``)."""
         with self._autocast():
             if self.config.mode == "lm":
                 return lm_forward(net, batch, normalisers)
