@@ -46,7 +46,8 @@ def test_cached_encoder_outputs_decode_as_the_encoder_does_and_are_keyed_by_its_
     assert float(loaded["rtf"]["rtf"]) > 0
     # the speed option is not part of what produced the hypotheses: a plain call finds them made
     again = subprocess.run([sys.executable, "-m", "hdmole.bin.decode", "--config", str(setup["config"]),
-                            "--checkpoint", str(setup["root"] / "base.pt"), "--adapter", str(setup["root"] / "adapter.pt"),
+                            "--checkpoint", str(setup["root"] / "base.pt"),
+                            "--adapter", str(setup["root"] / "adapter.pt"),
                             "--data", str(setup["data"]), "--accents", str(setup["root"] / "accents.txt"),
                             "--out", str(tmp_path / "loaded"), "--beam", "2", "--threads", "1"],
                            cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=HANG)

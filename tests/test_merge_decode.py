@@ -7,12 +7,14 @@ import pytest
 from hdmole.bin.merge_decode import main
 
 
-def write_part(part: Path, hyps: dict[str, str], seconds: float, beam: int = 4) -> None:
+def write_part(part: Path, hyps: dict[str, str], seconds: float, beam: int = 4,
+               encoder_cache: str = "none") -> None:
     part.mkdir(parents=True)
     part.joinpath("text").write_text("".join(f"{u} {h}".rstrip() + "\n" for u, h in hyps.items()), encoding="utf-8")
     part.joinpath("rtf").write_text(
         f"rtf 0.1\ncpu_rtf 0.1\ndecode_seconds {seconds}\naudio_seconds 10.0\nwall_seconds_with_loading 3.0\n"
-        f"utterances {len(hyps)}\nbeam {beam}\nnj 1\nthreads_per_job 1\nngram none\nngram_weight 0.0000\ndevice cpu\n")
+        f"utterances {len(hyps)}\nbeam {beam}\nnj 1\nthreads_per_job 1\nngram none\nngram_weight 0.0000\ndevice cpu\n"
+        f"encoder_cache {encoder_cache}\n")
     part.joinpath("decode_inputs.json").write_text(json.dumps({"options": {"beam": beam}}))
 
 
@@ -22,8 +24,8 @@ def split(tmp_path):
     data.mkdir()
     data.joinpath("text").write_text("a-1 甲\na-2 乙\nb-1 丙\n", encoding="utf-8")
     out = tmp_path / "exp" / "decode_t"
-    write_part(out / "split2" / "1", {"a-1": "甲", "a-2": ""}, 2.0)
-    write_part(out / "split2" / "2", {"b-1": "丙丁"}, 3.0)
+    write_part(out / "split2" / "1", {"a-1": "甲", "a-2": ""}, 2.0, encoder_cache="filled")
+    write_part(out / "split2" / "2", {"b-1": "丙丁"}, 3.0, encoder_cache="loaded")
     return data, out
 
 
@@ -35,6 +37,8 @@ def test_merge_writes_text_rtf_and_record(split):
     # Side by side, the slowest part sets the wall time; cpu_rtf counts every part's.
     assert rtf["decode_seconds"] == "3.0000" and rtf["rtf"] == "0.1500" and rtf["cpu_rtf"] == "0.2500"
     assert rtf["audio_seconds"] == "20.0000" and rtf["utterances"] == "3" and rtf["nj"] == "2" and rtf["beam"] == "4"
+    # one part encoded its utterances, the other loaded them (--encoder-cache-dir): speed, not a disagreement
+    assert rtf["encoder_cache"] == "filled,loaded"
     record = json.loads((out / "decode_inputs.json").read_text())
     assert len(record["parts"]) == 2 and record["merged_from"][1].endswith("split2/2")
 

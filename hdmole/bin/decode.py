@@ -75,8 +75,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0, help="torch threads per job (default: CPUs / nj)")
     p.add_argument("--device", default="cpu", help="cpu | cuda | cuda:N")
     p.add_argument("--encoder-cache-dir", default=None,
-                   help="keep the encoder's outputs of each data set here and reuse them: models that share a frozen "
-                        "encoder (every system adapted from one base) encode a test set once (hdmole.train.encoder_cache)")
+                   help="keep the encoder's outputs of each data set here and reuse them: models that share a "
+                        "frozen encoder (every system adapted from one base) encode a test set once "
+                        "(hdmole.train.encoder_cache)")
     p.add_argument("--num-workers", type=int, default=0,
                    help="data loader worker processes per job (raw audio: the features are computed there)")
     p.add_argument("--force", action="store_true", help="decode again even if <out> is complete")

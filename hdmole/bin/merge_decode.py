@@ -51,8 +51,13 @@ def merge(data: Path, out: Path, parts: list[Path]) -> int:
                          f"{len(missing)} utterances missing (first {missing[:1]}), {len(extra)} not in it "
                          f"(first {extra[:1]}); the data dir changed after the split: decode again")
     merged = {k: v for k, v in stats[0].items() if k not in SUMMED | {"rtf", "cpu_rtf"}}
+    if "encoder_cache" in merged:  # how each part got its encoder outputs (decode --encoder-cache-dir): all of them
+        ways = {way for s in stats for way in s.get("encoder_cache", "none").split(",")}
+        merged["encoder_cache"] = ",".join(sorted(ways))
     for k in merged:
-        if k not in ("threads_per_job",) and any(s.get(k) != merged[k] for s in stats):
+        # speed only, and free to differ between the parts: the threads, and whether the encoder's outputs were
+        # computed or loaded (a part decoded first fills the cache, one decoded beside or after it loads it)
+        if k not in ("threads_per_job", "encoder_cache") and any(s.get(k) != merged[k] for s in stats):
             raise SystemExit(f"error: the parts disagree on {k} ({sorted({s.get(k) for s in stats})}): they were "
                              "decoded with different options; decode again")
     totals = {k: sum(float(s[k]) for s in stats) for k in SUMMED}

@@ -179,8 +179,8 @@ class LossPositionsLM(torch.nn.Module):
     positions in every row); a listening example's prefix, about 60% of its tokens, carries no loss, so that
     work was thrown away. The base and adapt stages already select their text positions the same way
     (LLMASR.forward). Measured on egs/mini_accent's LM stage: 0.83x the time of a step (0.77x the whole stage on
-    an AVX2-only CPU), the same losses to four digits. A wrapper (no parameters of its own) so that DDP wraps it: the positions are chosen inside the
-    forward DDP sees."""
+    an AVX2-only CPU), the same losses to four digits. A wrapper (no parameters of its own) so that DDP wraps it:
+    the positions are chosen inside the forward DDP sees."""
 
     def __init__(self, llm: torch.nn.Module):
         super().__init__()
