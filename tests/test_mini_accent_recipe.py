@@ -118,12 +118,16 @@ def test_every_stage_writes_its_outputs(recipe):
     assert (exp / "hdmole" / "best.pt").read_bytes() == (exp / "gate" / f"g{chosen}" / "best.pt").read_bytes()
     assert (exp / "gate" / f"g{chosen}" / "decode_test_std" / "text").is_file()
     assert not list((exp / "gate").glob("g*/decode_llm_*")) and (exp / "hdmole" / "decode_llm_test_std").is_dir()
-    # the adaptations encode train_accent once per side-by-side pair, then load it (data.encoder_cache_dir);
-    # stages 6-7 encode each test set (and test_all, for the routing statistics) once: the decoding caches carry
-    # their encoding time beside them (<digest>.json), the training's does not
+    # the adaptations encode train_accent + dev_accent once per side-by-side pair, then load it
+    # (data.encoder_cache_dir); stages 6-7 encode each test set (and test_all, for the routing statistics) once;
+    # every cache file has its encoding time beside it (<digest>.json)
     caches = sorted((exp / "encoder_cache").glob("*.pt"))
-    assert len([c for c in caches if not c.with_suffix(".json").is_file()]) == 1
-    assert len([c for c in caches if c.with_suffix(".json").is_file()]) == len(test_sets) + 1
+    assert len(caches) == 1 + len(test_sets) + 1 and all(c.with_suffix(".json").is_file() for c in caches)
+    sizes = sorted(json.loads(c.with_suffix(".json").read_text())["utterances"] for c in caches)
+    train_and_dev = sum(len((data / s / "text").read_text().splitlines()) for s in ("train_accent", "dev_accent"))
+    assert train_and_dev in sizes
+    sizes.remove(train_and_dev)  # the rest: every test set, and test_all (all of them once more)
+    assert sum(sizes) == 2 * sum(len((data / t / "text").read_text().splitlines()) for t in test_sets)
     assert "encoder cache: loaded" in (exp / "lora" / "train.log").read_text()
     modes = [dict(line.split() for line in (exp / system / f"decode_{name}" / "rtf").read_text().splitlines())
              ["encoder_cache"] for system in ["base", *SYSTEMS] for name in test_sets]

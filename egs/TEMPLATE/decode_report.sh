@@ -53,9 +53,9 @@ decode_jobs() {  # decode_jobs <dir> "<prefix> <decode options>"...: $decode_nj 
     prefix=${spec%% *}
     $first || cmd+=(--then)
     first=false
-    # shellcheck disable=SC2046
     # --encoder-cache-dir: every model adapted from the base shares its frozen encoder, so each test set is encoded
     # once (by the first model decoded) and loaded by the others; the hypotheses are the same bit for bit.
+    # shellcheck disable=SC2046
     cmd+=(--config "$exp_dir/$dir/config.yaml" --checkpoint "$exp_dir/base/best.pt" --accents "$accents"
       --batch-frames "$decode_batch_frames" "${threads[@]}" --encoder-cache-dir "$exp_dir/encoder_cache"
       $(adapter_args "$dir"))

@@ -5,7 +5,6 @@ the frozen encoder's outputs (router and adapt modes), and the speaker-pooled ro
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -13,7 +12,7 @@ from torch import nn
 from hdmole.data import AccentList, build_dataloader
 from hdmole.train.config import ConfigError, TrainConfig
 from hdmole.files import data_version, file_version
-from hdmole.train.encoder_cache import EncoderCache, cache_digest
+from hdmole.train.encoder_cache import EncoderCache, shared_encoder_cache
 from hdmole.train.lm_data import build_noisy_prefix, build_text_loader
 
 log = logging.getLogger("hdmole.train")
@@ -55,23 +54,13 @@ def fill_encoder_cache(model: nn.Module, c: TrainConfig, accents: AccentList | N
     ``data.cache_encoder``), so that each step runs the projector and the LLM only."""
     if c.mode not in ("router", "adapt") or not c.data.cache_encoder:
         return None
-    cache = EncoderCache()
-    path = None
-    if c.data.encoder_cache_dir:
-        inputs = {"sets": [data_version(d) if d else None for d in (c.data.train, c.data.dev)],
-                  "cmvn": file_version(c.data.cmvn) if c.data.cmvn else None, "max_frames": c.data.max_frames,
-                  "device": device.type}
-        path = Path(c.data.encoder_cache_dir) / f"{cache_digest(model.encoder, inputs)}.pt"
-        if path.is_file():
-            cache.load(path)
-            return cache
     # Every rank encodes the whole set (not its shard): the shards change from epoch to epoch.
-    for name, data_dir in (("train", c.data.train), ("dev", c.data.dev)):
-        if data_dir:
-            cache.fill(model, _in_order(c, data_dir, accents), device, f"{name} set", show_progress=show_progress)
-    if path is not None:
-        cache.save(path)
-    return cache
+    loaders = [(f"{name} set", _in_order(c, data_dir, accents))
+               for name, data_dir in (("train", c.data.train), ("dev", c.data.dev)) if data_dir]
+    inputs = {"sets": [data_version(d) if d else None for d in (c.data.train, c.data.dev)],
+              "cmvn": file_version(c.data.cmvn) if c.data.cmvn else None, "max_frames": c.data.max_frames,
+              "device": device.type}
+    return shared_encoder_cache(model, loaders, device, c.data.encoder_cache_dir, inputs, show_progress)[0]
 
 
 def pooled_route_logits(model: nn.Module, c: TrainConfig, accents: AccentList | None, device: torch.device,

@@ -84,32 +84,35 @@ def cache_digest(encoder: torch.nn.Module, inputs: dict) -> str:
     return h.hexdigest()[:16]
 
 
-def shared_encoder_cache(model, loader, device, cache_dir, inputs: dict, desc: str,
+def shared_encoder_cache(model, loaders, device, cache_dir, inputs: dict,
                          show_progress: bool = True) -> tuple[EncoderCache, float | None]:
-    """The encoder outputs of every utterance of ``loader`` (read whole, in order), loaded from ``cache_dir`` when
-    an earlier call with the same encoder, ``inputs`` and runtime saved them, otherwise encoded and saved there.
+    """The encoder outputs of every utterance of ``loaders`` (``(description, loader)`` pairs, each read whole and
+    in order), loaded from ``cache_dir`` when an earlier call with the same encoder, ``inputs`` and runtime saved
+    them, otherwise encoded and saved there (``cache_dir`` None: encoded, not saved).
 
-    Decoding uses it: every system adapted from one base shares its frozen encoder, so stage 6 encodes each test
-    set once instead of once per model and pass. Returns the cache and, when it was loaded, the seconds its
-    encoding took when it was made (None when encoded here): a decoder's real-time factor stays the cost of
+    The trainings of one stage share a file (``data.encoder_cache_dir``), and so do the decodings of every model
+    adapted from one base (decode ``--encoder-cache-dir``). Returns the cache and, when it was loaded, the seconds
+    its encoding took when it was made (None when encoded here): a decoder's real-time factor stays the cost of
     decoding from features. The seconds are written beside the tensors (``<digest>.json``) before them, so a
     complete ``<digest>.pt`` always has them."""
     cache = EncoderCache()
-    path = Path(cache_dir) / f"{cache_digest(model.encoder, inputs)}.pt"
-    seconds_file = path.with_suffix(".json")
-    if path.is_file():
+    path = Path(cache_dir) / f"{cache_digest(model.encoder, inputs)}.pt" if cache_dir else None
+    if path is not None and path.is_file():
         cache.load(path)
         try:
-            return cache, float(json.loads(seconds_file.read_text(encoding="utf-8"))["encoder_seconds"])
+            return cache, float(json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))["encoder_seconds"])
         except (OSError, ValueError, KeyError):
-            log.warning("%s: no record of the encoding time; the real-time factor leaves the encoder out", seconds_file)
+            log.info("%s: no record of its encoding time (made before it was kept)", path.with_suffix(".json"))
             return cache, 0.0
     start = time.perf_counter()
-    cache.fill(model, loader, device, desc, show_progress=show_progress)
+    for desc, loader in loaders:
+        cache.fill(model, loader, device, desc, show_progress=show_progress)
     seconds = time.perf_counter() - start
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(seconds_file, json.dumps({"encoder_seconds": seconds, "utterances": len(cache.outputs)}) + "\n")
-    cache.save(path)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path.with_suffix(".json"),
+                          json.dumps({"encoder_seconds": seconds, "utterances": len(cache.outputs)}) + "\n")
+        cache.save(path)
     return cache, None
 
 
@@ -126,4 +129,4 @@ def data_set_encoder_cache(model, loader, *, data, cmvn, max_frames: int, device
     inputs = {"set": data_version(data), "cmvn": file_version(cmvn) if cmvn else None,
               "frontend": file_version(frontend) if frontend.is_file() else None,
               "max_frames": max_frames, "device": str(device).split(":")[0], "autocast": str(precision)}
-    return shared_encoder_cache(model, loader, device, cache_dir, inputs, data.name, show_progress=show_progress)
+    return shared_encoder_cache(model, [(data.name, loader)], device, cache_dir, inputs, show_progress=show_progress)
